@@ -1,0 +1,2 @@
+"""The local stack without Docker: a real Kafka broker from the official jars
+plus the three services as supervised processes. Used by `make run` and tests."""

@@ -1,0 +1,65 @@
+"""The whole stack as processes: Kafka first, then topics, then the services."""
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.kafka import Broker
+from devstack.supervisor import Supervisor
+from eventbus.settings import env, env_int
+
+SERVICES = ("orders", "billing", "notifications")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    home: Path = Path(".run")
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    orders_port: int = 5002
+    partitions: int = 3
+
+    @classmethod
+    def from_env(cls) -> "StackConfig":
+        return cls(
+            home=Path(env("STACK_DIR", str(cls.home))),
+            kafka_port=env_int("KAFKA_PORT", cls.kafka_port),
+            controller_port=env_int("KAFKA_CONTROLLER_PORT", cls.controller_port),
+            orders_port=env_int("ORDERS_PORT", cls.orders_port),
+            partitions=env_int("PARTITIONS", cls.partitions),
+        )
+
+    @property
+    def orders_url(self) -> str:
+        return f"http://127.0.0.1:{self.orders_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+
+class Stack:
+    def __init__(self, config: StackConfig, echo: bool = True):
+        self.config = config
+        self.broker = Broker(config.home / "kafka", config.kafka_port, config.controller_port)
+        self.supervisor = Supervisor(config.log_dir, echo)
+
+    def start(self) -> None:
+        say = self.supervisor.say
+        say(f"starting Apache Kafka on {self.broker.bootstrap_servers}")
+        self.broker.prepare()
+        self.supervisor.start("kafka", self.broker.command())
+        self.broker.wait_ready()
+        self.broker.ensure_topics({"orders.events": self.config.partitions, "orders.events.dlq": 1})
+        say("Kafka is ready; starting the services")
+        service_env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            "DATA_DIR": str(self.config.home / "data"),
+            "HTTP_PORT": str(self.config.orders_port),
+        }
+        for name in SERVICES:
+            self.supervisor.start(name, [sys.executable, "-m", f"services.{name}"], service_env)
+        say(f"orders listens on {self.config.orders_url} (Ctrl-C stops everything)")
+
+    def stop(self) -> None:
+        self.supervisor.stop()

@@ -1,0 +1,146 @@
+"""The one consumer loop. For each message, in one SQLite transaction: open the
+envelope, check the ledger, run the handler, queue its events in the outbox.
+Only after that transaction commits is the Kafka offset committed."""
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cloudevents.core.bindings.kafka import KafkaMessage
+from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from sqlite_utils import Database
+
+from eventbus import ledger, outbox, tracing
+from eventbus.contracts import Event
+from eventbus.envelope import PoisonMessage, open_message, seal
+from eventbus.settings import Settings
+from eventbus.store import Store
+from kafka import KafkaConsumer, TopicPartition
+
+log = logging.getLogger(__name__)
+
+
+class Rejected(Exception):
+    """Raised by a handler for an event it can never process: it is dead-lettered."""
+
+
+class TransientError(Exception):
+    """Raised by a handler when something outside is briefly unavailable: retried."""
+
+
+@dataclass(frozen=True)
+class Handler:
+    """How a service reacts to one event type.
+
+    `handle` gets the event and the open transaction and returns the events to
+    publish. With `once_per`, it runs at most once per key; a later event with
+    the same key goes to `on_duplicate` instead.
+    """
+
+    handle: Callable[[Event, Database], list[Event]]
+    once_per: Callable[[Event], object] | None = None
+    on_duplicate: Callable[[Event], None] = field(default=lambda event: None)
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        store: Store,
+        settings: Settings,
+        handlers: dict[type, Handler],
+        published: Callable[[], None],
+    ):
+        self._consumer = consumer
+        self._store = store
+        self._settings = settings
+        self._handlers = handlers
+        self._published = published
+        self._backoff = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            batches = self._consumer.poll(timeout_ms=500)
+            for partition, records in batches.items():
+                self._process_partition(partition, records, stop)
+
+    def _process_partition(self, partition: TopicPartition, records: list, stop) -> None:
+        done = None
+        for record in records:
+            try:
+                self.process(record)
+            except Exception as error:
+                log.warning(
+                    "Failed to process %s (%s); retrying in %.1fs",
+                    _where(record),
+                    error,
+                    self._backoff,
+                    exc_info=not isinstance(error, TransientError),
+                )
+                self._consumer.seek(partition, record.offset)
+                stop.wait(self._backoff)
+                self._backoff = min(max(self._backoff * 2, 0.2), 10.0)
+                break
+            self._backoff = 0.0
+            done = record.offset
+        if done is not None:
+            self._published()
+            self._commit(partition, done + 1)
+
+    def _commit(self, partition: TopicPartition, next_offset: int) -> None:
+        try:
+            self._consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)})
+        except KafkaError as error:
+            log.warning("Offset commit for %s failed (%s); the work is redone idempotently", partition, error)
+
+    def process(self, record: ConsumerRecord) -> None:
+        """Handle one message completely, in one transaction."""
+        headers = dict(record.headers or [])
+        with self._store.transaction() as tx:
+            try:
+                envelope = open_message(headers, record.key, record.value)
+            except PoisonMessage as poison:
+                self._dead_letter(tx, record, str(poison))
+                return
+            handler = envelope and self._handlers.get(type(envelope.event))
+            if handler is None:
+                return
+            with tracing.continuing(envelope.traceparent):
+                try:
+                    events = self._run(tx, handler, envelope)
+                except Rejected as rejection:
+                    self._dead_letter(tx, record, str(rejection))
+                    return
+                for event in events:
+                    outbox.add(tx, self._settings.topic, seal(event, self._settings.service))
+
+    def _run(self, tx: Database, handler: Handler, envelope) -> list[Event]:
+        if handler.once_per is not None:
+            name = f"{self._settings.service}.{handler.handle.__name__}"
+            key = str(handler.once_per(envelope.event))
+            if not ledger.first_time(tx, name, key, envelope.id):
+                handler.on_duplicate(envelope.event)
+                return []
+        return handler.handle(envelope.event, tx)
+
+    def _dead_letter(self, tx: Database, record: ConsumerRecord, reason: str) -> None:
+        log.warning("Dead-lettering %s: %s", _where(record), reason)
+        headers = dict(record.headers or [])
+        headers.update(
+            {
+                "dlq_reason": reason.encode(),
+                "dlq_topic": record.topic.encode(),
+                "dlq_partition": str(record.partition).encode(),
+                "dlq_offset": str(record.offset).encode(),
+                "dlq_service": self._settings.service.encode(),
+            }
+        )
+        message = KafkaMessage(headers=headers, key=record.key, value=record.value or b"")
+        outbox.add(tx, self._settings.dead_letter_topic, message)
+
+
+def _where(record: ConsumerRecord) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"

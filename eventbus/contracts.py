@@ -1,0 +1,96 @@
+"""The JSON Schemas in contracts/ as validators compiled once, and the event
+types they define (the dataclasses generated from them)."""
+
+import json
+import re
+from dataclasses import asdict
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.validators import extend
+
+from generated.create_order_request import CreateOrderRequest
+from generated.email_sent import EmailSent
+from generated.order_created import OrderCreated
+from generated.payment_captured import PaymentCaptured
+
+CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
+
+Event = OrderCreated | PaymentCaptured | EmailSent
+EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (OrderCreated, PaymentCaptured, EmailSent)}
+
+
+class ContractViolation(ValueError):
+    """A payload that does not match its contract; `problems` names each one."""
+
+    def __init__(self, contract: str, problems: list[dict[str, str]]):
+        self.problems = problems
+        listed = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        super().__init__(f"{contract} violates its contract: {listed}")
+
+
+def _is_strict_integer(_checker, value) -> bool:
+    """JSON Schema counts 1.0 as an integer; our dataclasses must not get a float."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+StrictValidator = extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer),
+)
+
+
+def file_name(contract: str) -> str:
+    """`OrderCreated` lives in `order_created.json`."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", contract).lower() + ".json"
+
+
+@cache
+def schema(contract: str) -> dict[str, Any]:
+    return json.loads((CONTRACTS_DIR / file_name(contract)).read_text())
+
+
+@cache
+def _validator(contract: str):
+    return StrictValidator(schema(contract), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def problems(contract: str, payload: Any) -> list[dict[str, str]]:
+    """Every way `payload` breaks `contract`, each naming the field at fault."""
+    found = []
+    for error in _validator(contract).iter_errors(payload):
+        field = ".".join(str(part) for part in error.absolute_path)
+        if error.validator == "required":
+            field = re.match(r"'(.*)' is a required property", error.message).group(1)
+        elif error.validator == "additionalProperties":
+            field = ", ".join(sorted(set(payload) - set(error.schema["properties"])))
+        found.append({"field": field or "(body)", "message": error.message})
+    return sorted(found, key=lambda p: (p["field"], p["message"]))
+
+
+def check(contract: str, payload: Any) -> None:
+    found = problems(contract, payload)
+    if found:
+        raise ContractViolation(contract, found)
+
+
+def to_payload(event: Event) -> dict[str, Any]:
+    """The event as its contract's JSON object, checked before it leaves."""
+    payload = asdict(event)
+    check(type(event).__name__, payload)
+    return payload
+
+
+def from_payload(contract: str, payload: Any):
+    """The dataclass of `contract` from a JSON object, checked as it arrives."""
+    check(contract, payload)
+    classes = {**EVENT_TYPES, "CreateOrderRequest": CreateOrderRequest}
+    return classes[contract](**payload)
+
+
+def timestamp() -> str:
+    """Now, as the contracts' RFC 3339 UTC timestamp with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

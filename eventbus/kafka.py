@@ -1,0 +1,57 @@
+"""The one producer set-up and the one consumer set-up, and waiting for the broker."""
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from kafka.errors import KafkaError
+
+from eventbus.settings import Settings
+from kafka import KafkaConsumer, KafkaProducer
+
+log = logging.getLogger(__name__)
+Client = TypeVar("Client")
+
+
+def make_producer(settings: Settings) -> KafkaProducer:
+    """acks=all with idempotence: a retried send never writes a second copy."""
+    return KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.service,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_block_ms=5_000,
+        reconnect_backoff_max_ms=2_000,
+    )
+
+
+def make_consumer(settings: Settings, group: str) -> KafkaConsumer:
+    """Offsets are committed by the consumer loop, only after the work is durable."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=settings.service,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        reconnect_backoff_max_ms=2_000,
+    )
+    consumer.subscribe([settings.topic])
+    return consumer
+
+
+def connect(factory: Callable[[], Client], stop: threading.Event, what: str) -> Client | None:
+    """Build a Kafka client, retrying with backoff while the broker is unreachable.
+
+    Returns None when asked to stop before the broker answered.
+    """
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return factory()
+        except KafkaError as error:
+            log.warning("Kafka unreachable for %s (%s); retrying in %.1fs", what, error, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 10)
+    return None

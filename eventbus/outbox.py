@@ -1,0 +1,139 @@
+"""The transactional outbox: events are written in the same SQLite transaction
+as the state change that caused them, then a relay publishes them to Kafka.
+
+A row is marked sent only after Kafka acknowledged it; a row published again
+after a crash keeps its headers, so its duplicate carries the same ce_id.
+"""
+
+import json
+import logging
+import threading
+
+from cloudevents.core.bindings.kafka import KafkaMessage
+from kafka.errors import KafkaError
+from sqlite_utils import Database
+
+from eventbus.kafka import connect, make_producer
+from eventbus.settings import Settings
+from eventbus.store import Store
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+def create(db: Database) -> None:
+    db["outbox"].create(
+        {
+            "id": int,
+            "topic": str,
+            "key": bytes,
+            "value": bytes,
+            "headers": str,
+            "created_at": str,
+            "sent_at": str,
+        },
+        pk="id",
+        not_null={"topic", "value", "headers", "created_at"},
+        if_not_exists=True,
+    )
+    db["outbox"].create_index(["sent_at"], if_not_exists=True)
+
+
+def add(db: Database, topic: str, message: KafkaMessage) -> None:
+    """Queue `message` for `topic`. Call inside the transaction of the state change."""
+    headers = json.dumps({name: value.decode("latin-1") for name, value in message.headers.items()})
+    db.execute(
+        "INSERT INTO outbox (topic, key, value, headers, created_at)"
+        " VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+        (topic, message.key, message.value, headers),
+    )
+
+
+def pending(db: Database) -> int:
+    return db["outbox"].count_where("sent_at IS NULL")
+
+
+class Relay:
+    """Publishes pending outbox rows in order, in a thread of its own."""
+
+    def __init__(self, store: Store, settings: Settings, stop: threading.Event):
+        self._store = store
+        self._settings = settings
+        self._stop = stop
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Something was committed to the outbox: publish it now."""
+        self._wake.set()
+
+    def join(self, timeout: float) -> None:
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        producer = connect(lambda: make_producer(self._settings), self._stop, "the outbox relay")
+        if producer is None:
+            return
+        delay = 0.5
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                published = self._publish_batch(producer)
+                delay = 0.5
+            except KafkaError as error:
+                log.warning("Outbox relay cannot publish (%s); retrying in %.1fs", error, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10)
+                continue
+            if published < BATCH:
+                self._wake.wait(1.0)
+        self._publish_batch_before_exit(producer)
+        producer.close(timeout=5)
+
+    def _publish_batch_before_exit(self, producer) -> None:
+        try:
+            self._publish_batch(producer)
+        except KafkaError:
+            log.info("Outbox rows left unpublished at shutdown are sent on the next start")
+
+    def _publish_batch(self, producer) -> int:
+        db = self._store.db()
+        rows = list(
+            db.query(
+                "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?",
+                [BATCH],
+            )
+        )
+        if not rows:
+            return 0
+        sends = [
+            (
+                row["id"],
+                producer.send(row["topic"], key=row["key"], value=row["value"], headers=_headers(row["headers"])),
+            )
+            for row in rows
+        ]
+        producer.flush(timeout=30)
+        sent = [row_id for row_id, future in sends if future.succeeded()]
+        if sent:
+            self._mark_sent(sent)
+        failed = next((future.exception for _, future in sends if future.failed()), None)
+        if failed:
+            raise failed
+        return len(rows)
+
+    def _mark_sent(self, sent: list[int]) -> None:
+        with self._store.transaction() as tx:
+            tx.execute(
+                f"UPDATE outbox SET sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+                f" WHERE id IN ({','.join('?' * len(sent))})",
+                sent,
+            )
+
+
+def _headers(stored: str) -> list[tuple[str, bytes]]:
+    return [(name, value.encode("latin-1")) for name, value in json.loads(stored).items()]

@@ -1,0 +1,69 @@
+"""What runs a service: its store, its outbox relay and its consumer loop, each
+in a thread, until SIGTERM or SIGINT asks them to finish what they are doing."""
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+from eventbus import ledger, outbox
+from eventbus.consumer import ConsumerLoop, Handler
+from eventbus.contracts import Event
+from eventbus.envelope import seal
+from eventbus.kafka import connect, make_consumer
+from eventbus.settings import Settings
+from eventbus.store import Store
+from eventbus.tracing import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        handlers: dict[type, Handler],
+        create_tables: Callable[[Database], None] = lambda db: None,
+    ):
+        configure_logging(settings.log_level)
+        self.settings = settings
+        self.handlers = handlers
+        self.stop = threading.Event()
+        self.store = Store(settings.database())
+        for create in (ledger.create, outbox.create, create_tables):
+            create(self.store.db())
+        self.relay = outbox.Relay(self.store, settings, self.stop)
+
+    def publish(self, tx: Database, event: Event) -> None:
+        """Queue `event` in the outbox, inside the caller's transaction."""
+        outbox.add(tx, self.settings.topic, seal(event, self.settings.service))
+
+    def run(self, serve: Callable[[], None] | None = None, close: Callable[[], None] = lambda: None):
+        """Run until signalled; `serve` (an HTTP server, say) runs beside the consumer."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop.set())
+        self.relay.start()
+        consumer = threading.Thread(target=self._consume, name="consumer")
+        consumer.start()
+        if serve:
+            threading.Thread(target=serve, name="server", daemon=True).start()
+        log.info("%s started", self.settings.service)
+        while not self.stop.wait(1.0):
+            pass
+        log.info("%s stopping", self.settings.service)
+        close()
+        consumer.join(30)
+        self.relay.join(10)
+        log.info("%s stopped", self.settings.service)
+
+    def _consume(self) -> None:
+        group = self.settings.service
+        consumer = connect(lambda: make_consumer(self.settings, group), self.stop, "the consumer")
+        if consumer is None:
+            return
+        try:
+            ConsumerLoop(consumer, self.store, self.settings, self.handlers, self.relay.wake).run(self.stop)
+        finally:
+            consumer.close(autocommit=False)

@@ -1,0 +1,84 @@
+"""notifications: emails the customer once per captured payment and emits EmailSent."""
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import asdict
+
+from sqlite_utils import Database
+
+from eventbus.consumer import Handler, Rejected, TransientError
+from eventbus.contracts import timestamp
+from eventbus.service import Service
+from eventbus.settings import Settings, env, env_float
+from eventbus.store import Store
+from generated.email_sent import EmailSent
+from generated.order_created import OrderCreated
+from generated.payment_captured import PaymentCaptured
+
+log = logging.getLogger("notifications")
+
+
+def address_for(user_id: int, domain: str) -> str:
+    return f"user{user_id}@{domain}"
+
+
+class MailerUnavailable(TransientError):
+    pass
+
+
+class LogMailer:
+    """Simulates an email provider: logs each email and records it in a mailbox.
+
+    Like a real provider's idempotency key, the orderId makes a resend after a
+    crash a no-op. `failure_rate` makes a share of sends fail, to show retries.
+    """
+
+    def __init__(self, store: Store, failure_rate: float = 0.0, chance: Callable[[], float] = random.random):
+        self._store = store
+        self._failure_rate = failure_rate
+        self._chance = chance
+        store.db()["mailbox"].create({"orderId": int, "to": str, "ts": str}, pk="orderId", if_not_exists=True)
+
+    def send(self, email: EmailSent) -> None:
+        if self._chance() < self._failure_rate:
+            raise MailerUnavailable("simulated mailer failure")
+        with self._store.transaction() as tx:
+            new = tx.execute(
+                "INSERT OR IGNORE INTO mailbox (orderId, [to], ts) VALUES (?, ?, ?)",
+                (email.orderId, email.to, email.ts),
+            ).rowcount
+        if new:
+            log.info("Sending email %s", asdict(email))
+
+
+def create_tables(db: Database) -> None:
+    db["recipients"].create({"orderId": int, "userId": int}, pk="orderId", if_not_exists=True)
+
+
+def handlers(mailer: LogMailer, domain: str, clock: Callable[[], str] = timestamp) -> dict[type, Handler]:
+    def remember_customer(order: OrderCreated, tx: Database) -> list:
+        tx["recipients"].upsert({"orderId": order.orderId, "userId": order.userId}, pk="orderId")
+        return []
+
+    def send_email(payment: PaymentCaptured, tx: Database) -> list[EmailSent]:
+        row = tx.execute("SELECT userId FROM recipients WHERE orderId = ?", [payment.orderId]).fetchone()
+        if row is None:
+            raise Rejected(f"no OrderCreated seen for orderId {payment.orderId}")
+        email = EmailSent(orderId=payment.orderId, to=address_for(row[0], domain), ts=clock())
+        mailer.send(email)
+        return [email]
+
+    def skip(payment: PaymentCaptured) -> None:
+        log.info("Notifications skipped duplicate PaymentCaptured for orderId %s", payment.orderId)
+
+    return {
+        OrderCreated: Handler(remember_customer),
+        PaymentCaptured: Handler(send_email, once_per=lambda payment: payment.orderId, on_duplicate=skip),
+    }
+
+
+def main() -> None:
+    settings = Settings.from_env("notifications")
+    mailer = LogMailer(Store(settings.database("mailbox")), env_float("MAILER_FAILURE_RATE", 0.0))
+    Service(settings, handlers(mailer, env("EMAIL_DOMAIN", "test.com")), create_tables).run()

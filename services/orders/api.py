@@ -1,0 +1,86 @@
+"""The orders HTTP API (bottle): POST /orders, GET /orders/<id>, GET /health.
+
+Errors are JSON that names the problem; no stack trace ever reaches a client.
+The app gets what it needs as functions, so tests drive it without Kafka.
+"""
+
+import json
+import logging
+from collections.abc import Callable
+
+import bottle
+
+from eventbus import contracts, tracing
+
+log = logging.getLogger("orders")
+STATUS_CODE = {"created": 201, "replayed": 200}
+
+
+def make_app(place: Callable, find: Callable[[int], dict | None], max_body_bytes: int) -> bottle.Bottle:
+    app = bottle.Bottle(catchall=True)
+
+    @app.post("/orders")
+    def post_order():
+        with tracing.continuing(bottle.request.get_header("traceparent")):
+            request = _read_order_request(max_body_bytes)
+            decision = place(request)
+        if decision.outcome == "conflict":
+            return _error(409, f"order {request.orderId} exists with other fields", existing=vars(decision.order))
+        bottle.response.status = STATUS_CODE[decision.outcome]
+        bottle.response.set_header("Location", f"/orders/{decision.order.orderId}")
+        return vars(decision.order)
+
+    @app.get("/orders/<order_id:int>")
+    def get_order(order_id: int):
+        row = find(order_id)
+        if row is None:
+            return _error(404, f"no order {order_id}")
+        return _with_status(row)
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.error(404)
+    @app.error(405)
+    @app.error(500)
+    def error_page(error: bottle.HTTPError):
+        if error.status_code == 500:
+            log.error("Unhandled error in %s %s: %s", bottle.request.method, bottle.request.path, error.exception)
+        bottle.response.content_type = "application/json"
+        message = {404: "not found", 405: "method not allowed"}.get(error.status_code, "internal error")
+        return json.dumps({"error": message})
+
+    return app
+
+
+def _read_order_request(max_body_bytes: int):
+    content_type = bottle.request.content_type.split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise _error(415, "Content-Type must be application/json")
+    if bottle.request.content_length > max_body_bytes:
+        raise _error(413, f"body larger than {max_body_bytes} bytes")
+    body = bottle.request.body.read(max_body_bytes + 1)
+    if len(body) > max_body_bytes:
+        raise _error(413, f"body larger than {max_body_bytes} bytes")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _error(400, "body is not valid JSON") from None
+    problems = contracts.problems("CreateOrderRequest", payload)
+    if problems:
+        raise _error(400, "invalid order", problems=problems)
+    return contracts.from_payload("CreateOrderRequest", payload)
+
+
+def _with_status(row: dict) -> dict:
+    steps = ("created", "paid", "emailed")
+    reached = [step for step in steps if row[step]]
+    order = {name: row[name] for name in ("orderId", "userId", "itemId", "qty", "ts")}
+    chain = {step: row[step] for step in steps} | {"amount": row["amount"], "to": row["to"]}
+    return order | {"status": reached[-1] if reached else "accepted", "chain": chain}
+
+
+def _error(status: int, message: str, **details) -> bottle.HTTPResponse:
+    body = json.dumps({"error": message, **details})
+    return bottle.HTTPResponse(body, status=status, headers={"Content-Type": "application/json"})
