@@ -1,6 +1,8 @@
 """The whole stack as processes: Kafka first, then topics, then the services."""
 
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +61,19 @@ class Stack:
         }
         for name in SERVICES:
             self.supervisor.start(name, [sys.executable, "-m", f"services.{name}"], service_env)
+        self._wait_for_orders()
         say(f"orders listens on {self.config.orders_url} (Ctrl-C stops everything)")
+
+    def _wait_for_orders(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.config.orders_url}/health", timeout=2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"orders not healthy at {self.config.orders_url} after {timeout}s") from None
+                time.sleep(0.2)
 
     def stop(self) -> None:
         self.supervisor.stop()

@@ -23,15 +23,16 @@ mirror=${mirror:-http://deb.debian.org/debian}
 
 root=$(mktemp -d /var/tmp/python-slim.XXXXXX)
 cleanup() {
-  findmnt -rn -o TARGET | grep "^$root/" | sort -r | xargs -r umount -l
-  rm -rf --one-file-system "$root"
+  { findmnt -rn -o TARGET | grep "^$root/" || true; } | sort -r | xargs -r umount -l
+  rm -rf --one-file-system "$root" "$root.log"
 }
 trap cleanup EXIT
+# Run in the new root with a clean environment (no host PIP_*/PYTHON* vars).
+inroot() { env -i PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 chroot "$root" "$@"; }
 
 say "debootstrap bookworm from $mirror (a few minutes)"
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
   bookworm "$root" "$mirror" >"$root.log" 2>&1 || { tail -20 "$root.log"; exit 1; }
-rm -f "$root.log"
 
 say "configuring python, pip and CA certificates"
 # Same apt sources and apt settings as the host, so images built FROM this
@@ -50,18 +51,21 @@ path-exclude /usr/share/locale/*
 CFG
 # The host's extra CAs (its HTTPS egress is intercepted), trusted system-wide.
 cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
-chroot "$root" update-ca-certificates >/dev/null
+inroot update-ca-certificates >/dev/null 2>&1
 # pip trusts the system bundle, not its own vendored certifi (as on the host).
 printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$root/etc/pip.conf"
 # Official image: python/pip in /usr/local/bin, pip upgradable, no PEP 668 marker.
 rm -f "$root"/usr/lib/python3.*/EXTERNALLY-MANAGED
-chroot "$root" python3 -m ensurepip --default-pip >/dev/null
+# Debian disables ensurepip for its python3, so install pip from Debian's wheel.
+inroot sh -c 'w=$(echo /usr/share/python-wheels/pip-*.whl); python3 "$w/pip" install -q \
+  --no-index --find-links /usr/share/python-wheels pip setuptools 2>&1 | grep -v "as the .root. user" || true'
+inroot pip --version >/dev/null
 for name in python python3 python3.11; do ln -sf /usr/bin/python3.11 "$root/usr/local/bin/$name"; done
-chroot "$root" sh -c 'apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
+inroot sh -c 'apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /root/.cache \
   /var/log/*.log /usr/share/doc/*/changelog* /usr/share/man/* /usr/share/info/* /usr/share/locale/*'
 
 say "importing as $IMAGE"
-version=$(chroot "$root" python3 -c 'import platform; print(platform.python_version())')
+version=$(inroot python3 -c 'import platform; print(platform.python_version())')
 tar -C "$root" --numeric-owner -c . | docker import \
   --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV LANG=C.UTF-8' \

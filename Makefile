@@ -1,0 +1,61 @@
+# event-driven: every target says what it does; `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.dataclass \
+	--disable-timestamp --frozen-dataclasses --use-schema-description --use-field-description \
+	--formatters builtin --target-python-version 3.11
+
+.PHONY: help install generate lint unit acceptance test run kafka clean lock
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(INSTALLED) ## Create .venv with the pinned dependencies
+	@echo "Dependencies installed in $(VENV)"
+
+generate: $(INSTALLED) ## Generate the dataclasses in generated/ from contracts/
+	rm -rf generated && mkdir generated
+	echo '"""Generated from contracts/ by `make generate`; never edit by hand."""' > generated/__init__.py
+	for schema in contracts/*.json; do \
+	  $(BIN)/datamodel-codegen --input $$schema --output generated/$$(basename $$schema .json).py $(CODEGEN_FLAGS); \
+	done
+
+lint: $(INSTALLED) ## Check style with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: $(INSTALLED) ## Run the unit tests (no broker needed)
+	$(BIN)/pytest -q tests
+
+acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack (or ORDERS_URL's)
+	$(BIN)/python -m devstack fetch
+	mkdir -p .run
+	$(BIN)/python -m behave features | tee .run/acceptance.log
+	@sed -n 's/^\([0-9]*\) scenarios passed, /acceptance: \1 passed, /p' .run/acceptance.log
+
+test: lint unit acceptance ## Run everything: lint, unit tests, acceptance features
+
+run: $(INSTALLED) ## Start Kafka and the three services in the foreground (Ctrl-C stops)
+	$(BIN)/python -m devstack run
+
+kafka: $(INSTALLED) ## Only download the Kafka broker jars from Maven Central
+	$(BIN)/python -m devstack fetch
+
+lock: $(INSTALLED) ## Rewrite constraints.txt from what is installed
+	(echo "# Every package version, transitive ones included; regenerate with 'make lock'."; \
+	 $(BIN)/pip freeze --exclude-editable) > constraints.txt
+
+clean: ## Delete the stack's data and logs (Kafka topics, SQLite files)
+	rm -rf .run

@@ -1,0 +1,195 @@
+"""A small test client for the running stack: HTTP to orders, a watcher that
+reads every event on the topics, and the services' logs. Steps stay thin over it."""
+
+import json
+import random
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+
+TOPICS = ("orders.events", "orders.events.dlq")
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One message read from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    headers: dict[str, str]
+    payload: dict | None
+
+    @property
+    def type(self) -> str | None:
+        return self.headers.get("ce_type")
+
+    @property
+    def id(self) -> str | None:
+        return self.headers.get("ce_id")
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = DEFAULT_TIMEOUT):
+    """Poll `condition` until it is truthy and return it; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting until {what}")
+        time.sleep(0.05)
+
+
+class TopicWatcher:
+    """Reads both topics from the beginning, in a thread, for the whole run."""
+
+    def __init__(self, bootstrap_servers: str):
+        self._bootstrap = bootstrap_servers
+        self._lock = threading.Lock()
+        self._by_key: dict[str, list[Seen]] = defaultdict(list)
+        self._all: list[Seen] = []
+        self._next_offset: dict[TopicPartition, int] = {}
+        self._stop = threading.Event()
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        partitions = [
+            TopicPartition(topic, p) for topic in TOPICS for p in self._consumer.partitions_for_topic(topic) or ()
+        ]
+        self._consumer.assign(partitions)
+        self._consumer.seek_to_beginning()
+        self._thread = threading.Thread(target=self._read, name="topic-watcher", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            for partition, records in self._consumer.poll(timeout_ms=200).items():
+                with self._lock:
+                    for record in records:
+                        seen = _seen(record)
+                        self._all.append(seen)
+                        self._by_key[seen.key].append(seen)
+                        self._next_offset[partition] = record.offset + 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
+
+    def for_order(self, order_id: int, topic: str = "orders.events") -> list[Seen]:
+        with self._lock:
+            return [seen for seen in self._by_key.get(str(order_id), []) if seen.topic == topic]
+
+    def all(self, topic: str = "orders.events") -> list[Seen]:
+        with self._lock:
+            return [seen for seen in self._all if seen.topic == topic]
+
+    def caught_up(self) -> bool:
+        """True once everything on the topics at this moment has been read."""
+        probe = KafkaConsumer(bootstrap_servers=self._bootstrap)
+        try:
+            partitions = [TopicPartition(t, p) for t in TOPICS for p in probe.partitions_for_topic(t) or ()]
+            ends = probe.end_offsets(partitions)
+        finally:
+            probe.close()
+        return wait_until(
+            lambda: all(self._read_up_to(tp) >= end for tp, end in ends.items()),
+            "the topic watcher has read everything on the topics",
+        )
+
+    def _read_up_to(self, partition: TopicPartition) -> int:
+        with self._lock:
+            return self._next_offset.get(partition, 0)
+
+
+def _seen(record) -> Seen:
+    headers = {name: value.decode(errors="replace") for name, value in record.headers or []}
+    try:
+        payload = json.loads(record.value)
+    except (TypeError, ValueError):
+        payload = None
+    key = record.key.decode(errors="replace") if record.key else None
+    return Seen(record.topic, record.partition, record.offset, key, headers, payload)
+
+
+class Logs:
+    """The services' log output: files in a folder (make run), or a command such
+    as `docker logs event-driven-{service}-1` (compose)."""
+
+    def __init__(self, source: str):
+        self._source = source
+
+    def text(self, service: str) -> str:
+        if "{service}" in self._source:
+            command = self._source.format(service=service)
+            done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
+            return done.stdout + done.stderr
+        path = Path(self._source) / f"{service}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+class Driver:
+    def __init__(self, orders_url: str, bootstrap_servers: str, logs: Logs):
+        self.orders_url = orders_url.rstrip("/")
+        self.logs = logs
+        self.topic = TopicWatcher(bootstrap_servers)
+
+    def close(self) -> None:
+        self.topic.close()
+
+    @staticmethod
+    def new_order_id() -> int:
+        """A fresh order number for one scenario, far from the assigned 1, 2, 3, ..."""
+        return random.randrange(10**9, 2**53)
+
+    def post_order(self, body: dict | bytes, content_type: str = "application/json") -> Reply:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.orders_url}/orders", data=data, method="POST", headers={"Content-Type": content_type}
+        )
+        return self._send(request)
+
+    def get_order(self, order_id: int) -> Reply:
+        return self._send(urllib.request.Request(f"{self.orders_url}/orders/{order_id}"))
+
+    @staticmethod
+    def _send(request: urllib.request.Request) -> Reply:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return Reply(response.status, json.loads(response.read()))
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, json.loads(error.read() or b"{}"))
+
+    def events(self, order_id: int, event_type: str) -> list[Seen]:
+        return [seen for seen in self.topic.for_order(order_id) if seen.type == event_type]
+
+    def wait_for_event(self, order_id: int, event_type: str) -> Seen:
+        return wait_until(lambda: self.events(order_id, event_type), f"{event_type} for order {order_id}")[0]
+
+    def wait_for_log(self, service: str, text: str) -> None:
+        wait_until(lambda: text in self.logs.text(service), f"{service} logs {text!r}")
+
+    def settle(self) -> None:
+        """Make sure whatever the system published so far has been read: place a
+        marker order, wait for its OrderCreated, then read the topics to their end.
+        The outbox publishes in order, so anything queued before it is there too."""
+        marker = self.new_order_id()
+        reply = self.post_order({"orderId": marker, "userId": 1, "itemId": 1, "qty": 1})
+        assert reply.status == 201, reply
+        self.wait_for_event(marker, "OrderCreated")
+        self.topic.caught_up()

@@ -1,0 +1,10 @@
+Feature: Every captured payment ends in an email
+  Whatever billing charges, notifications emails about: no payment is left
+  without its email.
+
+  Scenario: A burst of orders is emailed in full
+    When 20 customers each place an order at the same time
+    Then every one of those orders is paid once and emailed once
+
+  Scenario: No payment so far is left without its email
+    Then every payment captured so far is followed by its email

@@ -1,0 +1,55 @@
+"""Hooks for the acceptance run.
+
+By default the whole local stack (a real Kafka broker and the three services)
+is started once for the run, on ports of its own with fresh data, and stopped
+at the end. To run against a stack that is already up (make run, compose),
+name it: ORDERS_URL, KAFKA_BOOTSTRAP_SERVERS and SERVICE_LOGS (a folder of
+<service>.log files, or a command with {service} in it).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+from behave import fixture, use_fixture
+
+from devstack.stack import Stack, StackConfig
+from features.driver import Driver, Logs
+
+# -- FIXTURES --
+
+
+@fixture
+def local_stack(context):
+    config = StackConfig(home=Path(".run/test"), kafka_port=19092, controller_port=19093, orders_port=15002)
+    shutil.rmtree(config.home, ignore_errors=True)
+    stack = Stack(config, echo=False)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@fixture
+def driver(context, orders_url: str, bootstrap_servers: str, logs: str):
+    context.driver = Driver(orders_url, bootstrap_servers, Logs(logs))
+    yield context.driver
+    context.driver.close()
+
+
+# -- HOOKS --
+
+
+def before_all(context):
+    if os.environ.get("ORDERS_URL"):
+        use_fixture(
+            driver,
+            context,
+            os.environ["ORDERS_URL"],
+            os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            os.environ.get("SERVICE_LOGS", ".run/logs"),
+        )
+        return
+    stack = use_fixture(local_stack, context)
+    use_fixture(driver, context, stack.config.orders_url, stack.broker.bootstrap_servers, str(stack.config.log_dir))

@@ -1,0 +1,163 @@
+"""Shared fixtures: a SQLite store, an in-process WSGI caller, a fake Kafka
+consumer the consumer loop can run against, and Kafka records built from
+sealed events. Nothing here touches a network or a broker."""
+
+# ruff: noqa: E402 -- the warning filter has to be in place before kafka-python is imported.
+import warnings
+
+# kafka-python loads its protocol schemas with a deprecated importlib API when imported.
+warnings.filterwarnings("ignore", r"(read_text|open_text) is deprecated", DeprecationWarning)
+
+import io
+import json
+import threading
+from dataclasses import dataclass
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+from cloudevents.core.bindings.kafka import KafkaMessage
+from kafka.consumer.fetcher import ConsumerRecord
+
+from eventbus import ledger, outbox
+from eventbus.store import Store
+from kafka import TopicPartition
+
+TOPIC = "orders.events"
+
+
+# --- SQLite -------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    """A store on tmp_path holding the ledger and outbox tables."""
+    store = Store(tmp_path / "service.db")
+    ledger.create(store.db())
+    outbox.create(store.db())
+    return store
+
+
+@pytest.fixture
+def outbox_rows(store):
+    """What the outbox holds, headers decoded back to the bytes the relay sends."""
+
+    def rows() -> list[dict]:
+        query = store.db().query("SELECT topic, key, value, headers FROM outbox ORDER BY id")
+        return [row | {"headers": dict(outbox._headers(row["headers"]))} for row in query]
+
+    return rows
+
+
+# --- Kafka --------------------------------------------------------------------
+
+
+def _record(
+    message: KafkaMessage | None = None,
+    *,
+    headers: dict[str, bytes | None] | None = None,
+    key: bytes | None = b"1",
+    value: bytes | None = b"{}",
+    offset: int = 0,
+    partition: int = 0,
+) -> ConsumerRecord:
+    if message is not None:
+        headers, key, value = message.headers, message.key, message.value
+    return ConsumerRecord(
+        TOPIC, partition, -1, offset, 0, 0, key, value, list((headers or {}).items()), None,
+        len(key or b""), len(value or b""), -1,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def kafka_record():
+    """`kafka_record(seal(event, source), offset=5)` or `kafka_record(headers=..., value=...)`:
+    a kafka-python ConsumerRecord as poll() hands it out."""
+    return _record
+
+
+class FakeConsumer:
+    """Plays scripted poll() results and sets `stop` on the last one, so the
+    consumer loop runs a bounded number of polls. Records commits and seeks;
+    `on_commit` runs at each commit, to look at what was durable by then."""
+
+    def __init__(self, polls: list[list[ConsumerRecord]], stop: threading.Event):
+        self._polls = list(polls)
+        self._stop = stop
+        self.commits: list[tuple[TopicPartition, int]] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.on_commit = lambda: None
+
+    def poll(self, timeout_ms: int = 0) -> dict[TopicPartition, list[ConsumerRecord]]:
+        records = self._polls.pop(0) if self._polls else []
+        if not self._polls:
+            self._stop.set()
+        batches: dict[TopicPartition, list[ConsumerRecord]] = {}
+        for each in records:
+            batches.setdefault(TopicPartition(each.topic, each.partition), []).append(each)
+        return batches
+
+    def commit(self, offsets) -> None:
+        self.on_commit()
+        self.commits.extend((partition.partition, meta.offset) for partition, meta in offsets.items())
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.seeks.append((partition.partition, offset))
+
+
+@pytest.fixture
+def stop() -> threading.Event:
+    return threading.Event()
+
+
+@pytest.fixture
+def fake_consumer(stop):
+    """`fake_consumer([record, ...], [record, ...])`: one list per poll()."""
+    return lambda *polls: FakeConsumer(list(polls), stop)
+
+
+# --- WSGI ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    @property
+    def json(self):
+        return json.loads(self.text)
+
+
+def _call(app, method: str, path: str, body: bytes = b"", content_type: str = "application/json", headers=None):
+    environ: dict = {}
+    setup_testing_defaults(environ)
+    environ.update(
+        {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "CONTENT_TYPE": content_type,
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": io.StringIO(),
+        }
+    )
+    environ.update({"HTTP_" + name.upper().replace("-", "_"): value for name, value in (headers or {}).items()})
+    started = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        started.update(status=int(status.split()[0]), headers=dict(response_headers))
+
+    chunks = app(environ, start_response)
+    try:
+        text = b"".join(chunks).decode()
+    finally:
+        getattr(chunks, "close", lambda: None)()
+    return Response(started["status"], started["headers"], text)
+
+
+@pytest.fixture
+def call():
+    """`call(app, "POST", "/orders", body=b"...")` drives a WSGI app in-process,
+    without sockets; the Response has status, headers, text and json."""
+    return _call

@@ -1,0 +1,98 @@
+"""seal() and open_message(): CloudEvents 1.0 in Kafka binary mode, the value
+exactly the contract's payload, and anything unusable named as poison."""
+
+import json
+import uuid
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from eventbus import tracing
+from eventbus.contracts import ContractViolation
+from eventbus.envelope import PoisonMessage, open_message, seal
+from generated.order_created import OrderCreated
+
+ORDER = OrderCreated(orderId=7, userId=1, itemId=2, qty=3, ts="2026-11-27T10:00:00.000Z")
+
+
+def test_sealed_message_carries_cloudevents_headers():
+    headers = seal(ORDER, "orders").headers
+    assert headers["ce_specversion"] == b"1.0"
+    assert uuid.UUID(headers["ce_id"].decode())
+    assert headers["ce_source"] == b"orders"
+    assert headers["ce_type"] == b"OrderCreated"
+    assert headers["ce_subject"] == b"7"
+    assert headers["content-type"] == b"application/json"
+
+
+def test_sealed_message_is_timed_now_in_utc():
+    time = seal(ORDER, "orders").headers["ce_time"].decode()
+    assert time.endswith("Z")
+    assert abs(datetime.now(UTC) - datetime.fromisoformat(time.replace("Z", "+00:00"))) < timedelta(minutes=1)
+
+
+def test_every_seal_gets_its_own_id():
+    assert seal(ORDER, "orders").headers["ce_id"] != seal(ORDER, "orders").headers["ce_id"]
+
+
+def test_sealed_message_is_keyed_by_order_id_and_holds_exactly_the_payload():
+    message = seal(ORDER, "orders")
+    assert message.key == b"7"
+    assert json.loads(message.value) == asdict(ORDER)
+
+
+def test_sealed_message_continues_the_current_trace():
+    incoming = tracing.new_traceparent()
+    with tracing.continuing(incoming):
+        traceparent = seal(ORDER, "orders").headers["traceparent"].decode()
+    assert tracing.valid(traceparent)
+    assert tracing.trace_id(traceparent) == tracing.trace_id(incoming)
+    assert traceparent != incoming
+
+
+def test_seal_refuses_an_event_that_breaks_its_contract():
+    with pytest.raises(ContractViolation, match="qty"):
+        seal(OrderCreated(orderId=7, userId=1, itemId=2, qty=0, ts=ORDER.ts), "orders")
+
+
+def test_open_message_gives_back_the_sealed_event():
+    message = seal(ORDER, "orders")
+    envelope = open_message(message.headers, message.key, message.value)
+    assert envelope.event == ORDER
+    assert envelope.id == message.headers["ce_id"].decode()
+    assert (envelope.type, envelope.source) == ("OrderCreated", "orders")
+    assert envelope.traceparent == message.headers["traceparent"].decode()
+
+
+def test_open_message_skips_an_unknown_event_type():
+    message = seal(ORDER, "orders")
+    assert open_message(message.headers | {"ce_type": b"OrderShipped"}, message.key, message.value) is None
+
+
+def poison_reason(headers=None, value=None) -> str:
+    message = seal(ORDER, "orders")
+    headers = message.headers if headers is None else headers
+    with pytest.raises(PoisonMessage) as raised:
+        open_message(headers, message.key, message.value if value is None else value)
+    return str(raised.value)
+
+
+def test_a_message_without_a_type_is_poison():
+    headers = {name: value for name, value in seal(ORDER, "orders").headers.items() if name != "ce_type"}
+    assert "ce_type" in poison_reason(headers=headers)
+
+
+@pytest.mark.parametrize("value", [b"not json", b"\xff\xfe", b"[1, 2]", b'"text"', b"42"])
+def test_a_value_that_is_not_a_json_object_is_poison(value):
+    assert "JSON object" in poison_reason(value=value)
+
+
+def test_a_payload_that_breaks_its_contract_is_poison_naming_the_field():
+    reason = poison_reason(value=json.dumps(asdict(ORDER) | {"qty": "3"}).encode())
+    assert "OrderCreated" in reason
+    assert "qty" in reason
+
+
+def test_a_message_missing_required_cloudevents_headers_is_poison():
+    assert "CloudEvent" in poison_reason(headers={"ce_type": b"OrderCreated"})

@@ -1,0 +1,96 @@
+"""The processed-events ledger and the transactional outbox, on a real SQLite
+store: both commit or roll back with the work they belong to."""
+
+import threading
+
+import pytest
+from cloudevents.core.bindings.kafka import KafkaMessage
+from kafka.errors import KafkaTimeoutError
+
+from eventbus import ledger, outbox
+from eventbus.settings import Settings
+
+
+def first_time(store, handler="billing.charge", key="1") -> bool:
+    with store.transaction() as tx:
+        return ledger.first_time(tx, handler, key, "event-id")
+
+
+def test_a_key_is_new_once_then_seen(store):
+    assert first_time(store) is True
+    assert first_time(store) is False
+    assert ledger.count(store.db(), "billing.charge") == 1
+
+
+def test_keys_are_kept_apart_per_handler(store):
+    assert first_time(store, handler="billing.charge") is True
+    assert first_time(store, handler="notifications.send_email") is True
+    assert first_time(store, handler="billing.charge", key="2") is True
+
+
+def test_a_rolled_back_transaction_leaves_neither_key_nor_message(store):
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        ledger.first_time(tx, "billing.charge", "1", "event-id")
+        outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"{}"))
+        raise RuntimeError("handler failed")
+    assert ledger.count(store.db(), "billing.charge") == 0
+    assert outbox.pending(store.db()) == 0
+    assert first_time(store) is True
+
+
+def test_added_messages_are_pending(store):
+    with store.transaction() as tx:
+        for key in (b"1", b"2"):
+            outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
+    assert outbox.pending(store.db()) == 2
+
+
+class FakeFuture:
+    def __init__(self, error: Exception | None):
+        self.exception = error
+
+    def succeeded(self) -> bool:
+        return self.exception is None
+
+    def failed(self) -> bool:
+        return self.exception is not None
+
+
+class FakeProducer:
+    """Acknowledges every send, or fails the ones for `failing` keys."""
+
+    def __init__(self, failing: tuple[bytes, ...] = ()):
+        self.sent: list[dict] = []
+        self._failing = failing
+
+    def send(self, topic, key, value, headers):
+        self.sent.append({"topic": topic, "key": key, "value": value, "headers": headers})
+        return FakeFuture(KafkaTimeoutError("broker said no") if key in self._failing else None)
+
+    def flush(self, timeout=None):
+        pass
+
+
+def relay(store, tmp_path) -> outbox.Relay:
+    return outbox.Relay(store, Settings(service="test", data_dir=tmp_path), threading.Event())
+
+
+def test_headers_reach_kafka_byte_for_byte(store, tmp_path):
+    headers = {"ce_type": b"OrderCreated", "traceparent": b"00-ab", "binary": bytes(range(256)), "empty": b""}
+    with store.transaction() as tx:
+        outbox.add(tx, "orders.events", KafkaMessage(headers=headers, key=b"1", value=b'{"orderId": 1}'))
+    producer = FakeProducer()
+    assert relay(store, tmp_path)._publish_batch(producer) == 1
+    assert producer.sent == [
+        {"topic": "orders.events", "key": b"1", "value": b'{"orderId": 1}', "headers": list(headers.items())}
+    ]
+    assert outbox.pending(store.db()) == 0
+
+
+def test_a_message_kafka_did_not_acknowledge_stays_pending(store, tmp_path):
+    with store.transaction() as tx:
+        for key in (b"1", b"2"):
+            outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
+    with pytest.raises(KafkaTimeoutError, match="broker said no"):
+        relay(store, tmp_path)._publish_batch(FakeProducer(failing=(b"2",)))
+    assert [row["key"] for row in store.db().query("SELECT key FROM outbox WHERE sent_at IS NULL")] == [b"2"]
