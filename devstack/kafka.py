@@ -23,11 +23,13 @@ status = warn
 appender.console.type = Console
 appender.console.name = STDOUT
 appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %p %m (%c)%n
+appender.console.layout.pattern = %d{HH:mm:ss,SSS} %p %m (%c)%n
 rootLogger.level = WARN
 rootLogger.appenderRef.stdout.ref = STDOUT
 logger.started.name = kafka.server.KafkaRaftServer
 logger.started.level = INFO
+logger.broker.name = kafka.server.BrokerLifecycleManager
+logger.broker.level = INFO
 """
 
 
@@ -119,6 +121,9 @@ class Broker:
                 "transaction.state.log.replication.factor=1",
                 "transaction.state.log.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
+                # After a crash the broker re-registers once its old session ends: keep that short.
+                "broker.session.timeout.ms=3000",
+                "broker.heartbeat.interval.ms=1000",
                 "",
             ]
         )
@@ -128,7 +133,9 @@ class Broker:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000).close()
+                KafkaAdminClient(
+                    bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000, bootstrap_timeout_ms=2000
+                ).close()
                 return
             except KafkaError:
                 if time.monotonic() > deadline:

@@ -10,8 +10,6 @@ from devstack.kafka import Broker
 from devstack.supervisor import Supervisor
 from eventbus.settings import env, env_int
 
-SERVICES = ("orders", "billing", "notifications")
-
 
 @dataclass(frozen=True)
 class StackConfig:
@@ -20,6 +18,7 @@ class StackConfig:
     controller_port: int = 9093
     orders_port: int = 5002
     partitions: int = 3
+    replicas: int = 1
 
     @classmethod
     def from_env(cls) -> "StackConfig":
@@ -29,6 +28,7 @@ class StackConfig:
             controller_port=env_int("KAFKA_CONTROLLER_PORT", cls.controller_port),
             orders_port=env_int("ORDERS_PORT", cls.orders_port),
             partitions=env_int("PARTITIONS", cls.partitions),
+            replicas=env_int("REPLICAS", cls.replicas),
         )
 
     @property
@@ -59,10 +59,19 @@ class Stack:
             "DATA_DIR": str(self.config.home / "data"),
             "HTTP_PORT": str(self.config.orders_port),
         }
-        for name in SERVICES:
-            self.supervisor.start(name, [sys.executable, "-m", f"services.{name}"], service_env)
+        for service, name in self.processes():
+            command = [sys.executable, "-m", f"services.{service}"]
+            self.supervisor.start(name, command, {**service_env, "CONSUMER_INSTANCE_ID": name})
         self._wait_for_orders()
         say(f"orders listens on {self.config.orders_url} (Ctrl-C stops everything)")
+
+    def processes(self) -> list[tuple[str, str]]:
+        """(service, process name) pairs: orders once, the consumers `replicas` times."""
+        pairs = [("orders", "orders")]
+        for service in ("billing", "notifications"):
+            count = self.config.replicas
+            pairs += [(service, service if count == 1 else f"{service}-{n}") for n in range(1, count + 1)]
+        return pairs
 
     def _wait_for_orders(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

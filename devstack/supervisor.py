@@ -19,6 +19,8 @@ class Child:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     restarts: int = 0
+    started_at: float = 0.0
+    backoff: float = 0.0
 
 
 class Supervisor:
@@ -60,6 +62,7 @@ class Supervisor:
         self.say("all stopped")
 
     def _spawn(self, child: Child) -> None:
+        child.started_at = time.monotonic()
         child.process = subprocess.Popen(
             child.command,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **child.env},
@@ -87,7 +90,16 @@ class Supervisor:
             for child in list(self.children.values()):
                 code = child.process.poll()
                 if code is not None and not self._stopping.is_set():
-                    child.restarts += 1
-                    self.say(f"{child.name} exited with code {code}; restarting it (restart {child.restarts})")
-                    time.sleep(min(child.restarts, 5))
-                    self._spawn(child)
+                    self._restart(child, code)
+
+    def _restart(self, child: Child, code: int) -> None:
+        """Restart at once after a long run; back off when it keeps dying young."""
+        lived = time.monotonic() - child.started_at
+        child.backoff = 0.0 if lived > 10 else min(max(child.backoff * 2, 0.5), 10.0)
+        child.restarts += 1
+        self.say(
+            f"{child.name} exited with code {code}; restarting it in {child.backoff:.1f}s (restart {child.restarts})"
+        )
+        self._stopping.wait(child.backoff)
+        if not self._stopping.is_set():
+            self._spawn(child)

@@ -21,6 +21,7 @@ from eventbus.store import Store
 from kafka import KafkaConsumer, TopicPartition
 
 log = logging.getLogger(__name__)
+COMMIT_TIMEOUT_MS = 10_000
 
 
 class Rejected(Exception):
@@ -92,7 +93,7 @@ class ConsumerLoop:
 
     def _commit(self, partition: TopicPartition, next_offset: int) -> None:
         try:
-            self._consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)})
+            self._consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)}, timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as error:
             log.warning("Offset commit for %s failed (%s); the work is redone idempotently", partition, error)
 
@@ -110,7 +111,8 @@ class ConsumerLoop:
                 return
             with tracing.continuing(envelope.traceparent):
                 try:
-                    events = self._run(tx, handler, envelope)
+                    with tx.atomic():
+                        events = self._run(tx, handler, envelope)
                 except Rejected as rejection:
                     self._dead_letter(tx, record, str(rejection))
                     return

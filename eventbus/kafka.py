@@ -28,13 +28,19 @@ def make_producer(settings: Settings) -> KafkaProducer:
 
 
 def make_consumer(settings: Settings, group: str) -> KafkaConsumer:
-    """Offsets are committed by the consumer loop, only after the work is durable."""
+    """Offsets are committed by the consumer loop, only after the work is durable.
+
+    With an instance id (static membership), a restarted process takes back its
+    partitions at once instead of waiting for a rebalance."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
-        client_id=settings.service,
+        client_id=settings.instance or settings.service,
         group_id=group,
+        group_instance_id=settings.instance,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
         reconnect_backoff_max_ms=2_000,
     )
     consumer.subscribe([settings.topic])

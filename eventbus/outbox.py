@@ -7,7 +7,10 @@ after a crash keeps its headers, so its duplicate carries the same ce_id.
 
 import json
 import logging
+import os
+import socket
 import threading
+import time
 
 from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka.errors import KafkaError
@@ -19,6 +22,8 @@ from eventbus.store import Store
 
 log = logging.getLogger(__name__)
 BATCH = 500
+IDLE_POLL = 0.5
+LEASE_SECONDS = 5.0
 
 
 def create(db: Database) -> None:
@@ -37,11 +42,12 @@ def create(db: Database) -> None:
         if_not_exists=True,
     )
     db["outbox"].create_index(["sent_at"], if_not_exists=True)
+    db["outbox_lease"].create({"id": int, "holder": str, "until": float}, pk="id", if_not_exists=True)
 
 
 def add(db: Database, topic: str, message: KafkaMessage) -> None:
     """Queue `message` for `topic`. Call inside the transaction of the state change."""
-    headers = json.dumps({name: value.decode("latin-1") for name, value in message.headers.items()})
+    headers = json.dumps({name: _text(value) for name, value in message.headers.items()})
     db.execute(
         "INSERT INTO outbox (topic, key, value, headers, created_at)"
         " VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
@@ -54,7 +60,12 @@ def pending(db: Database) -> int:
 
 
 class Relay:
-    """Publishes pending outbox rows in order, in a thread of its own."""
+    """Publishes pending outbox rows in order, in a thread of its own.
+
+    Replicas of a service share one outbox; a lease makes one relay at a time
+    publish it, so rows go out once and in order. A replica that dies loses the
+    lease when it runs out, and another takes over.
+    """
 
     def __init__(self, store: Store, settings: Settings, stop: threading.Event):
         self._store = store
@@ -62,6 +73,7 @@ class Relay:
         self._stop = stop
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+        self._holder = f"{socket.gethostname()}:{os.getpid()}"
 
     def start(self) -> None:
         self._thread.start()
@@ -81,6 +93,9 @@ class Relay:
         delay = 0.5
         while not self._stop.is_set():
             self._wake.clear()
+            if not self._hold_lease():
+                self._wake.wait(IDLE_POLL)
+                continue
             try:
                 published = self._publish_batch(producer)
                 delay = 0.5
@@ -90,9 +105,29 @@ class Relay:
                 delay = min(delay * 2, 10)
                 continue
             if published < BATCH:
-                self._wake.wait(1.0)
-        self._publish_batch_before_exit(producer)
+                self._wake.wait(IDLE_POLL)
+        if self._hold_lease():
+            self._publish_batch_before_exit(producer)
+            self._release_lease()
         producer.close(timeout=5)
+
+    def _hold_lease(self) -> bool:
+        """Take or renew the lease; False while another live relay holds it."""
+        now = time.time()
+        with self._store.transaction() as tx:
+            return (
+                tx.execute(
+                    "INSERT INTO outbox_lease (id, holder, until) VALUES (1, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until = excluded.until"
+                    " WHERE outbox_lease.holder = excluded.holder OR outbox_lease.until < ?",
+                    (self._holder, now + LEASE_SECONDS, now),
+                ).rowcount
+                == 1
+            )
+
+    def _release_lease(self) -> None:
+        with self._store.transaction() as tx:
+            tx.execute("DELETE FROM outbox_lease WHERE holder = ?", [self._holder])
 
     def _publish_batch_before_exit(self, producer) -> None:
         try:
@@ -135,5 +170,10 @@ class Relay:
             )
 
 
-def _headers(stored: str) -> list[tuple[str, bytes]]:
-    return [(name, value.encode("latin-1")) for name, value in json.loads(stored).items()]
+def _text(value: bytes | None) -> str | None:
+    """Header bytes as JSON-safe text, losslessly (Kafka allows null values)."""
+    return None if value is None else value.decode("latin-1")
+
+
+def _headers(stored: str) -> list[tuple[str, bytes | None]]:
+    return [(name, None if value is None else value.encode("latin-1")) for name, value in json.loads(stored).items()]

@@ -6,6 +6,7 @@ import signal
 import threading
 from collections.abc import Callable
 
+from kafka.errors import KafkaError
 from sqlite_utils import Database
 
 from eventbus import ledger, outbox
@@ -31,6 +32,7 @@ class Service:
         self.settings = settings
         self.handlers = handlers
         self.stop = threading.Event()
+        self.crashed = False
         self.store = Store(settings.database())
         for create in (ledger.create, outbox.create, create_tables):
             create(self.store.db())
@@ -57,13 +59,25 @@ class Service:
         consumer.join(30)
         self.relay.join(10)
         log.info("%s stopped", self.settings.service)
+        if self.crashed:
+            raise SystemExit(1)
 
     def _consume(self) -> None:
+        """Run the consumer loop; on a Kafka failure start over with a new consumer
+        (the work since the last commit is redone, idempotently)."""
         group = self.settings.service
-        consumer = connect(lambda: make_consumer(self.settings, group), self.stop, "the consumer")
-        if consumer is None:
-            return
-        try:
-            ConsumerLoop(consumer, self.store, self.settings, self.handlers, self.relay.wake).run(self.stop)
-        finally:
-            consumer.close(autocommit=False)
+        while not self.stop.is_set():
+            consumer = connect(lambda: make_consumer(self.settings, group), self.stop, "the consumer")
+            if consumer is None:
+                return
+            try:
+                ConsumerLoop(consumer, self.store, self.settings, self.handlers, self.relay.wake).run(self.stop)
+            except KafkaError as error:
+                log.warning("Kafka consumer failed (%s); reconnecting", error)
+                self.stop.wait(1.0)
+            except Exception:
+                log.exception("The consumer loop crashed; stopping so the service is restarted")
+                self.crashed = True
+                self.stop.set()
+            finally:
+                consumer.close(autocommit=False)

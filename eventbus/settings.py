@@ -27,6 +27,7 @@ class Settings:
     dead_letter_topic: str = "orders.events.dlq"
     data_dir: Path = Path(".run/data")
     log_level: str = "INFO"
+    instance: str | None = None
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -37,6 +38,7 @@ class Settings:
             dead_letter_topic=env("DEAD_LETTER_TOPIC", cls.dead_letter_topic),
             data_dir=Path(env("DATA_DIR", str(cls.data_dir))),
             log_level=env("LOG_LEVEL", cls.log_level),
+            instance=os.environ.get("CONSUMER_INSTANCE_ID") or None,
         )
 
     def database(self, name: str | None = None) -> Path:

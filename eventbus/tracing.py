@@ -51,4 +51,5 @@ def configure_logging(level: str = "INFO") -> None:
     handler.addFilter(_TraceFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s [trace=%(trace)s]"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # outages are reported by our own warnings
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a short queue under bursts is normal

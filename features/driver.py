@@ -139,14 +139,17 @@ class Logs:
             command = self._source.format(service=service)
             done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=30)
             return done.stdout + done.stderr
-        path = Path(self._source) / f"{service}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        replicas = sorted(Path(self._source).glob(f"{service}.log")) + sorted(
+            Path(self._source).glob(f"{service}-*.log")
+        )
+        return "".join(path.read_text(errors="replace") for path in replicas)
 
 
 class Driver:
     def __init__(self, orders_url: str, bootstrap_servers: str, logs: Logs):
         self.orders_url = orders_url.rstrip("/")
         self.logs = logs
+        self.bootstrap_servers = bootstrap_servers
         self.topic = TopicWatcher(bootstrap_servers)
 
     def close(self) -> None:
@@ -177,6 +180,10 @@ class Driver:
 
     def events(self, order_id: int, event_type: str) -> list[Seen]:
         return [seen for seen in self.topic.for_order(order_id) if seen.type == event_type]
+
+    def distinct_ids(self, order_id: int, event_type: str) -> set[str]:
+        """Copies of one event published again after a crash share its ce_id."""
+        return {seen.id for seen in self.events(order_id, event_type)}
 
     def wait_for_event(self, order_id: int, event_type: str) -> Seen:
         return wait_until(lambda: self.events(order_id, event_type), f"{event_type} for order {order_id}")[0]

@@ -15,13 +15,14 @@ from behave import fixture, use_fixture
 
 from devstack.stack import Stack, StackConfig
 from features.driver import Driver, Logs
+from features.faults import Faults
 
 # -- FIXTURES --
 
 
 @fixture
 def local_stack(context):
-    config = StackConfig(home=Path(".run/test"), kafka_port=19092, controller_port=19093, orders_port=15002)
+    config = StackConfig(home=Path(".run/test"), kafka_port=19092, controller_port=19093, orders_port=15002, replicas=2)
     shutil.rmtree(config.home, ignore_errors=True)
     stack = Stack(config, echo=False)
     try:
@@ -53,3 +54,12 @@ def before_all(context):
         return
     stack = use_fixture(local_stack, context)
     use_fixture(driver, context, stack.config.orders_url, stack.broker.bootstrap_servers, str(stack.config.log_dir))
+    context.faults = Faults(stack, context.driver)
+
+
+def before_scenario(context, scenario):
+    if "faults" in scenario.effective_tags:
+        if not hasattr(context, "faults"):
+            scenario.skip("fault injection needs the local stack, which this run did not start")
+            return
+        context.faults.kills = {}

@@ -63,9 +63,20 @@ def _record(
     if message is not None:
         headers, key, value = message.headers, message.key, message.value
     return ConsumerRecord(
-        TOPIC, partition, -1, offset, 0, 0, key, value, list((headers or {}).items()), None,
-        len(key or b""), len(value or b""), -1,
-    )  # fmt: skip
+        topic=TOPIC,
+        partition=partition,
+        leader_epoch=-1,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        headers=list((headers or {}).items()),
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(value or b""),
+        serialized_header_size=-1,
+    )
 
 
 @pytest.fixture
@@ -83,8 +94,8 @@ class FakeConsumer:
     def __init__(self, polls: list[list[ConsumerRecord]], stop: threading.Event):
         self._polls = list(polls)
         self._stop = stop
-        self.commits: list[tuple[TopicPartition, int]] = []
-        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.commits: list[tuple[int, int]] = []  # (partition, next offset)
+        self.seeks: list[tuple[int, int]] = []  # (partition, offset)
         self.on_commit = lambda: None
 
     def poll(self, timeout_ms: int = 0) -> dict[TopicPartition, list[ConsumerRecord]]:
@@ -96,7 +107,7 @@ class FakeConsumer:
             batches.setdefault(TopicPartition(each.topic, each.partition), []).append(each)
         return batches
 
-    def commit(self, offsets) -> None:
+    def commit(self, offsets, timeout_ms=None) -> None:
         self.on_commit()
         self.commits.extend((partition.partition, meta.offset) for partition, meta in offsets.items())
 

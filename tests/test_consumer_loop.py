@@ -135,9 +135,6 @@ def test_a_rejected_event_is_dead_lettered(run, fake_consumer, kafka_record, out
     assert consumer.commits == [(0, 1)]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a Rejected event's once_per key and writes are committed with its dead letter", strict=True
-)
 def test_a_rejected_event_leaves_its_key_free_for_a_later_redelivery(run, fake_consumer, kafka_record, outbox_rows):
     attempts = []
 
@@ -147,14 +144,14 @@ def test_a_rejected_event_leaves_its_key_free_for_a_later_redelivery(run, fake_c
             raise Rejected("not yet")
         return charge(event, tx)
 
-    consumer = fake_consumer([kafka_record(seal(order(), "orders"), offset=0)],
-                             [kafka_record(seal(order(), "orders"), offset=1)])  # fmt: skip
+    consumer = fake_consumer(
+        [kafka_record(seal(order(), "orders"), offset=0)], [kafka_record(seal(order(), "orders"), offset=1)]
+    )
     run(consumer, Handler(reject_first_time, once_per=lambda event: event.orderId))
     assert attempts == [1, 1]
     assert [row["topic"] for row in outbox_rows()] == ["orders.events.dlq", "orders.events"]
 
 
-@pytest.mark.xfail(reason="BUG: a header with a null value (legal in Kafka) blocks the partition", strict=True)
 def test_a_message_with_a_null_header_value_is_dead_lettered(run, fake_consumer, kafka_record, outbox_rows):
     consumer = fake_consumer([kafka_record(headers={"ce_type": b"OrderCreated", "x-null": None})])
     run(consumer, Handler(charge))

@@ -16,8 +16,13 @@ EMAIL = EmailSent(orderId=1, to="user1@test.com", ts=TS)
 
 
 @pytest.fixture
-def mailer(tmp_path) -> LogMailer:
-    return LogMailer(Store(tmp_path / "mailbox.db"))
+def mailbox(tmp_path) -> Store:
+    return Store(tmp_path / "mailbox.db")
+
+
+@pytest.fixture
+def mailer(mailbox) -> LogMailer:
+    return LogMailer(mailbox)
 
 
 @pytest.fixture
@@ -30,18 +35,20 @@ def test_the_address_comes_from_the_user_id():
     assert address_for(42, "test.com") == "user42@test.com"
 
 
-def test_each_order_is_emailed_once(mailer, caplog):
+def test_each_order_is_emailed_once(mailer, mailbox, caplog):
     with caplog.at_level(logging.INFO, logger="notifications"):
         mailer.send(EMAIL)
-        mailer.send(EMAIL)
+        mailer.send(EmailSent(orderId=1, to="user1@test.com", ts="2026-11-27T10:05:00.000Z"))
     assert caplog.messages == [f"Sending email {{'orderId': 1, 'to': 'user1@test.com', 'ts': '{TS}'}}"]
+    assert list(mailbox.db()["mailbox"].rows) == [{"orderId": 1, "to": "user1@test.com", "ts": TS}]
 
 
-def test_an_unavailable_mailer_fails_with_a_transient_error(tmp_path, caplog):
-    mailer = LogMailer(Store(tmp_path / "mailbox.db"), failure_rate=1.0, chance=lambda: 0.99)
+def test_an_unavailable_mailer_fails_with_a_transient_error_and_sends_nothing(mailbox, caplog):
+    mailer = LogMailer(mailbox, failure_rate=1.0, chance=lambda: 0.99)
     with pytest.raises(MailerUnavailable), caplog.at_level(logging.INFO, logger="notifications"):
         mailer.send(EMAIL)
     assert caplog.messages == []
+    assert mailbox.db()["mailbox"].count == 0
 
 
 def test_a_payment_for_an_order_never_seen_is_rejected(store, service_handlers):

@@ -14,6 +14,7 @@ from eventbus import contracts, tracing
 
 log = logging.getLogger("orders")
 STATUS_CODE = {"created": 201, "replayed": 200}
+MAX_ORDER_ID = 2**63 - 1  # SQLite's largest integer
 
 
 def make_app(place: Callable, find: Callable[[int], dict | None], max_body_bytes: int) -> bottle.Bottle:
@@ -32,7 +33,7 @@ def make_app(place: Callable, find: Callable[[int], dict | None], max_body_bytes
 
     @app.get("/orders/<order_id:int>")
     def get_order(order_id: int):
-        row = find(order_id)
+        row = find(order_id) if 0 < order_id <= MAX_ORDER_ID else None
         if row is None:
             return _error(404, f"no order {order_id}")
         return _with_status(row)
@@ -65,7 +66,7 @@ def _read_order_request(max_body_bytes: int):
         raise _error(413, f"body larger than {max_body_bytes} bytes")
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _error(400, "body is not valid JSON") from None
     problems = contracts.problems("CreateOrderRequest", payload)
     if problems:

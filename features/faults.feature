@@ -1,0 +1,38 @@
+@faults
+Feature: Effects happen exactly once, whatever fails
+  Processes die, the broker hangs, garbage reaches the topic. Every order the
+  system accepted is still charged exactly once and emailed exactly once,
+  counted in billing's ledger and in the mailer's mailbox. Copies of an event
+  published again after a crash keep its id, so they change nothing.
+
+  Billing and notifications run two replicas each here, sharing their ledger.
+
+  Scenario Outline: A process killed again and again during a burst of orders
+    When 120 orders are placed while <target> is killed 3 times
+    Then every accepted order is charged once and emailed once
+    And every payment captured so far is followed by its email
+    And copies of an event on the topic share its id
+
+    Examples:
+      | target        |
+      | billing       |
+      | notifications |
+      | orders        |
+      | the broker    |
+
+  Scenario: The broker hangs while orders arrive
+    When 30 orders are placed while the broker is frozen
+    Then every order was answered within 5 seconds
+    When the broker is thawed
+    Then every accepted order is charged once and emailed once
+
+  Scenario: Poison among good orders
+    When 4 poison messages of each kind are published among 60 good orders
+    Then every accepted order is charged once and emailed once
+    And the dead-letter topic holds exactly the poison, once for each service
+    And events of an unknown type are skipped, not dead-lettered
+
+  Scenario: A replica dies while partitions are being rebalanced
+    When 120 orders are placed while replicas of billing and notifications are killed during rebalances
+    Then every accepted order is charged once and emailed once
+    And copies of an event on the topic share its id

@@ -1,0 +1,134 @@
+"""Fault injection on the local stack: kill or freeze its processes, place
+bursts of orders meanwhile, and count effects in the services' own records."""
+
+import http.client
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.stack import Stack
+from features.driver import Driver, wait_until
+
+RESTART_TIMEOUT = 60.0
+
+
+@dataclass
+class Burst:
+    """What happened to each order of a burst."""
+
+    accepted: list[int] = field(default_factory=list)
+    refused: list[int] = field(default_factory=list)
+    slowest_answer: float = 0.0
+
+
+class Faults:
+    def __init__(self, stack: Stack, driver: Driver):
+        self.stack = stack
+        self.driver = driver
+        self.kills: dict[str, int] = {}
+
+    def process(self, target: str) -> str:
+        """The process name of a target: `the broker` is kafka, `billing` its first replica."""
+        names = [name for _, name in self.stack.processes()] + ["kafka"]
+        wanted = "kafka" if target == "the broker" else target
+        return next(name for name in names if name == wanted or name.startswith(f"{wanted}-"))
+
+    def kill(self, target: str) -> None:
+        """SIGKILL the target and wait until the supervisor has it running again."""
+        name = self.process(target)
+        child = self.stack.supervisor.children[name]
+        old = child.process
+        os.kill(old.pid, signal.SIGKILL)
+        self.kills[name] = self.kills.get(name, 0) + 1
+        wait_until(
+            lambda: child.process is not old and child.process.poll() is None, f"{name} is restarted", RESTART_TIMEOUT
+        )
+        if name == "kafka":
+            self.stack.broker.wait_ready(RESTART_TIMEOUT)
+        elif name == "orders":
+            wait_until(lambda: self._orders_healthy(), "orders is healthy again", RESTART_TIMEOUT)
+
+    def freeze(self, target: str) -> None:
+        os.kill(self.stack.supervisor.pid(self.process(target)), signal.SIGSTOP)
+
+    def thaw(self, target: str) -> None:
+        os.kill(self.stack.supervisor.pid(self.process(target)), signal.SIGCONT)
+
+    def _orders_healthy(self) -> bool:
+        try:
+            return self.driver.get_order(1).status in (200, 404)
+        except OSError:
+            return False
+
+    def burst(self, count: int, per_second: float, faults_at: dict[float, Callable] | None = None) -> Burst:
+        """Place `count` fresh orders at a steady pace while, one after another,
+        each fault in `faults_at` runs once that fraction of the burst is placed.
+
+        Like a careful client, each order is retried with its own orderId while
+        orders cannot be reached, so an order stored just before a crash is
+        answered by its replay."""
+        result = Burst()
+        lock = threading.Lock()
+        placed = [0]
+        failures: list[BaseException] = []
+
+        def run_faults() -> None:
+            try:
+                for fraction, fault in sorted((faults_at or {}).items()):
+                    wait_until(lambda f=fraction: placed[0] >= f * count, f"{fraction:.0%} of the burst is placed")
+                    fault()
+            except BaseException as error:
+                failures.append(error)
+
+        def place(order_id: int) -> None:
+            body = {"orderId": order_id, "userId": order_id % 97 + 1, "itemId": 3, "qty": 2}
+            begun = time.monotonic()
+            status = self._post_until_answered(body, deadline=begun + RESTART_TIMEOUT)
+            with lock:
+                (result.accepted if status in (200, 201) else result.refused).append(order_id)
+                result.slowest_answer = max(result.slowest_answer, time.monotonic() - begun)
+
+        faults = threading.Thread(target=run_faults, name="faults")
+        faults.start()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for n in range(count):
+                pool.submit(place, self.driver.new_order_id())
+                placed[0] = n + 1
+                time.sleep(1 / per_second)
+        faults.join(RESTART_TIMEOUT * 4)
+        if failures:
+            raise failures[0]
+        return result
+
+    def _post_until_answered(self, body: dict, deadline: float) -> int | None:
+        while time.monotonic() < deadline:
+            try:
+                return self.driver.post_order(body).status
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.1)
+        return None
+
+    def charges_and_emails(self, order_ids: list[int]) -> dict[int, tuple[int, int]]:
+        """Per order: charges in billing's ledger, emails in the mailer's mailbox."""
+        charges = self._count(
+            "billing.db", "SELECT key, COUNT(*) FROM processed WHERE handler = 'billing.charge' GROUP BY key"
+        )
+        emails = self._count("mailbox.db", "SELECT orderId, COUNT(*) FROM mailbox GROUP BY orderId")
+        return {order_id: (charges.get(str(order_id), 0), emails.get(str(order_id), 0)) for order_id in order_ids}
+
+    def _count(self, database: str, query: str) -> dict[str, int]:
+        path = Path(self.stack.config.home) / "data" / database
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
+            return {str(key): count for key, count in db.execute(query)}
+
+    def record(self, figures: dict) -> None:
+        """Keep the figures of each fault scenario for the run's report."""
+        with open(Path(self.stack.config.home) / "fault-figures.jsonl", "a") as report:
+            report.write(json.dumps(figures) + "\n")

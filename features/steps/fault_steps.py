@@ -1,0 +1,144 @@
+"""Killing, freezing and poisoning the local stack, then counting effects."""
+
+from behave import then, when
+
+from features.driver import wait_until
+from features.poison import POISON_KINDS, publish_poison
+
+FAULT_TIMEOUT = 120.0
+
+
+@when("{count:d} orders are placed while {target} is killed {times:d} times")
+def step_burst_with_kills(context, count, target, times):
+    faults = context.faults
+    kills = {(n + 1) / (times + 1): (lambda: faults.kill(target)) for n in range(times)}
+    context.burst = faults.burst(count, per_second=40, faults_at=kills)
+    context.fault = f"{target} killed {times} times"
+
+
+@when("{count:d} orders are placed while replicas of billing and notifications are killed during rebalances")
+def step_burst_killing_replicas(context, count):
+    faults = context.faults
+    kills = {
+        0.2: lambda: faults.kill("billing-1"),
+        0.3: lambda: faults.kill("notifications-2"),
+        0.5: lambda: faults.kill("billing-2"),
+        0.6: lambda: faults.kill("notifications-1"),
+    }
+    context.burst = faults.burst(count, per_second=40, faults_at=kills)
+    context.fault = "replicas killed during rebalances"
+
+
+@when("{count:d} orders are placed while the broker is frozen")
+def step_burst_frozen(context, count):
+    context.faults.freeze("the broker")
+    try:
+        context.burst = context.faults.burst(count, per_second=20)
+    except BaseException:
+        context.faults.thaw("the broker")
+        raise
+    context.fault = "broker frozen"
+
+
+@when("the broker is thawed")
+def step_thaw(context):
+    context.faults.thaw("the broker")
+
+
+@then("every order was answered within {seconds:d} seconds")
+def step_answered_quickly(context, seconds):
+    burst = context.burst
+    assert not burst.refused, f"refused while the broker was frozen: {burst.refused}"
+    assert burst.slowest_answer < seconds, f"slowest answer took {burst.slowest_answer:.1f}s"
+
+
+@when("{per_kind:d} poison messages of each kind are published among {count:d} good orders")
+def step_poison(context, per_kind, count):
+    poison = []
+
+    def inject():
+        poison.extend(publish_poison(context.driver.bootstrap_servers, per_kind))
+
+    context.burst = context.faults.burst(count, per_second=40, faults_at={0.3: inject, 0.6: inject})
+    context.poison = poison
+    context.fault = "poison"
+
+
+@then("every accepted order is charged once and emailed once")
+def step_exactly_once(context):
+    driver, burst = context.driver, context.burst
+    assert burst.accepted, "no order was accepted"
+    for order_id in burst.accepted:
+        wait_until(lambda o=order_id: driver.events(o, "EmailSent"), f"order {order_id} is emailed", FAULT_TIMEOUT)
+    driver.settle()
+    effects = context.faults.charges_and_emails(burst.accepted)
+    wrong = {order: counts for order, counts in effects.items() if counts != (1, 1)}
+    topic_wrong = [
+        o
+        for o in burst.accepted
+        if len(driver.distinct_ids(o, "PaymentCaptured")) != 1 or len(driver.distinct_ids(o, "EmailSent")) != 1
+    ]
+    context.faults.record(
+        {
+            "fault": context.fault,
+            "orders_placed": len(burst.accepted) + len(burst.refused),
+            "orders_accepted": len(burst.accepted),
+            "kills": dict(context.faults.kills),
+            "dead_letters": len(context.driver.topic.all("orders.events.dlq")),
+            "orders_lost": sum(1 for counts in effects.values() if 0 in counts),
+            "double_charges": sum(1 for charges, _ in effects.values() if charges > 1),
+            "double_emails": sum(1 for _, emails in effects.values() if emails > 1),
+            "slowest_answer_s": round(burst.slowest_answer, 2),
+        }
+    )
+    assert not wrong, f"(charges, emails) per order that is not (1, 1): {wrong}"
+    assert not topic_wrong, f"orders without exactly one payment and one email on the topic: {topic_wrong}"
+
+
+@then("copies of an event on the topic share its id")
+def step_copies_share_id(context):
+    """A payment or an email is one event, however often a crash made it be published."""
+    copies = 0
+    for order_id in context.burst.accepted:
+        for event_type in ("PaymentCaptured", "EmailSent"):
+            seen = context.driver.events(order_id, event_type)
+            assert len({event.id for event in seen}) == 1, (order_id, event_type, seen)
+            copies += len(seen) - 1
+    context.faults.record({"fault": context.fault, "duplicate_copies_on_topic": copies})
+
+
+@then("the dead-letter topic holds exactly the poison, once for each service")
+def step_dead_letters(context):
+    driver = context.driver
+    expected = {(p.partition, p.offset) for p in context.poison if p.kind != "unknown type"}
+    services = {"orders", "billing", "notifications"}
+
+    def letters():
+        found = {}
+        for seen in driver.topic.all("orders.events.dlq"):
+            origin = (int(seen.headers["dlq_partition"]), int(seen.headers["dlq_offset"]))
+            found.setdefault(origin, set()).add((seen.headers["dlq_service"], seen.id))
+        return found
+
+    wait_until(
+        lambda: all(len(letters().get(origin, ())) >= 3 for origin in expected),
+        "every poison message is dead-lettered by each service",
+        FAULT_TIMEOUT,
+    )
+    driver.settle()
+    found = letters()
+    assert set(found) == expected, f"dead letters for {set(found) - expected}, missing {expected - set(found)}"
+    for origin, copies in found.items():
+        assert {service for service, _ in copies} == services and len(copies) == 3, (origin, copies)
+    kinds = {p.kind for p in context.poison}
+    assert kinds == set(POISON_KINDS), kinds
+
+
+@then("events of an unknown type are skipped, not dead-lettered")
+def step_unknown_skipped(context):
+    unknown = {(p.partition, p.offset) for p in context.poison if p.kind == "unknown type"}
+    dead = {
+        (int(seen.headers["dlq_partition"]), int(seen.headers["dlq_offset"]))
+        for seen in context.driver.topic.all("orders.events.dlq")
+    }
+    assert unknown and not unknown & dead

@@ -1,0 +1,274 @@
+"""orders: the create/replay/conflict decision, the HTTP API driven in-process
+with fake dependencies, and placing and tracking orders in a real store."""
+
+import json
+
+import pytest
+
+from eventbus import outbox, service, tracing
+from eventbus.settings import Settings
+from generated.create_order_request import CreateOrderRequest
+from generated.email_sent import EmailSent
+from generated.order_created import OrderCreated
+from generated.payment_captured import PaymentCaptured
+from services.orders import service as orders
+from services.orders.api import make_app
+
+TS = "2026-11-27T10:00:00.000Z"
+ORDER = OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts=TS)
+BODY = {"userId": 1, "itemId": 2, "qty": 1}
+
+
+# --- decide -------------------------------------------------------------------
+
+
+def test_a_new_order_is_created_with_the_given_id_and_time():
+    decision = orders.decide(CreateOrderRequest(**BODY), None, 5, TS)
+    assert decision == orders.Decision("created", OrderCreated(orderId=5, **BODY, ts=TS))
+
+
+def test_the_same_order_again_is_replayed_as_it_was():
+    decision = orders.decide(CreateOrderRequest(**BODY, orderId=1), ORDER, 1, "2026-11-28T00:00:00.000Z")
+    assert decision == orders.Decision("replayed", ORDER)
+
+
+@pytest.mark.parametrize("change", [{"userId": 2}, {"itemId": 3}, {"qty": 2}])
+def test_the_same_id_with_other_fields_is_a_conflict(change):
+    decision = orders.decide(CreateOrderRequest(**BODY | change, orderId=1), ORDER, 1, TS)
+    assert decision == orders.Decision("conflict", ORDER)
+
+
+# --- the HTTP API ---------------------------------------------------------------
+
+
+class FakeOrders:
+    """Stands in for place_order and find_order: `outcome` decides every POST, `rows` answers GETs."""
+
+    def __init__(self, outcome: str = "created"):
+        self.outcome = outcome
+        self.placed: list[CreateOrderRequest] = []
+        self.traces: list[str | None] = []
+        self.rows: dict[int, dict] = {}
+
+    def place(self, request: CreateOrderRequest) -> orders.Decision:
+        self.placed.append(request)
+        self.traces.append(tracing.trace_id(tracing.child_traceparent()))
+        return orders.Decision(self.outcome, ORDER)
+
+
+@pytest.fixture
+def fake():
+    return FakeOrders()
+
+
+@pytest.fixture
+def app(fake):
+    return make_app(place=fake.place, find=fake.rows.get, max_body_bytes=200)
+
+
+def post(call, app, body, content_type="application/json", **headers):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return call(app, "POST", "/orders", body=raw, content_type=content_type, headers=headers)
+
+
+def test_a_new_order_answers_201_with_the_order_and_its_location(call, app, fake):
+    response = post(call, app, BODY)
+    assert response.status == 201
+    assert response.json == vars(ORDER)
+    assert response.headers["Location"] == "/orders/1"
+    assert fake.placed == [CreateOrderRequest(**BODY)]
+
+
+def test_a_replayed_order_answers_200(call, app, fake):
+    fake.outcome = "replayed"
+    response = post(call, app, BODY | {"orderId": 1})
+    assert (response.status, response.json) == (200, vars(ORDER))
+
+
+def test_a_conflicting_order_answers_409_with_the_existing_one(call, app, fake):
+    fake.outcome = "conflict"
+    response = post(call, app, BODY | {"orderId": 1, "qty": 2})
+    assert response.status == 409
+    assert response.json["existing"] == vars(ORDER)
+
+
+def test_the_order_is_placed_in_the_callers_trace(call, app, fake):
+    traceparent = tracing.new_traceparent()
+    post(call, app, BODY, traceparent=traceparent)
+    assert fake.traces == [tracing.trace_id(traceparent)]
+
+
+@pytest.mark.parametrize(
+    "body, fields",
+    [
+        ({"userId": 1, "itemId": 2}, ["qty"]),
+        (BODY | {"qty": 0}, ["qty"]),
+        (BODY | {"qty": "1"}, ["qty"]),
+        (BODY | {"qty": 1.5}, ["qty"]),
+        (BODY | {"coupon": "FREE"}, ["coupon"]),
+        ({"itemId": 0, "qty": 1.0}, ["itemId", "qty", "userId"]),
+    ],
+)
+def test_a_bad_order_answers_400_naming_each_field(call, app, fake, body, fields):
+    response = post(call, app, body)
+    assert response.status == 400
+    assert [problem["field"] for problem in response.json["problems"]] == fields
+    assert fake.placed == []
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b""], ids=["broken", "not utf-8", "empty"])
+def test_a_body_that_is_not_json_answers_400(call, app, body):
+    response = post(call, app, body)
+    assert (response.status, response.json["error"]) == (400, "body is not valid JSON")
+
+
+def test_a_json_array_answers_400(call, app):
+    response = post(call, app, [BODY])
+    assert response.status == 400
+    assert response.json["problems"][0]["field"] == "(body)"
+
+
+def test_a_too_deeply_nested_body_answers_400(call):
+    app = make_app(place=FakeOrders().place, find=dict().get, max_body_bytes=16 * 1024)
+    assert post(call, app, b"[" * 8000 + b"]" * 8000).status == 400
+
+
+def test_a_body_that_is_not_json_by_content_type_answers_415(call, app):
+    assert post(call, app, json.dumps(BODY).encode(), content_type="text/plain").status == 415
+
+
+def test_a_json_content_type_with_a_charset_is_accepted(call, app):
+    assert post(call, app, BODY, content_type="application/json; charset=utf-8").status == 201
+
+
+def test_a_body_over_the_limit_answers_413(call, app, fake):
+    response = post(call, app, BODY | {"padding": "x" * 200})
+    assert response.status == 413
+    assert fake.placed == []
+
+
+def chain_row(created=None, paid=None, emailed=None) -> dict:
+    amount, to = (100 if paid else None), ("user1@test.com" if emailed else None)
+    return vars(ORDER) | {"created": created, "paid": paid, "amount": amount, "emailed": emailed, "to": to}
+
+
+@pytest.mark.parametrize(
+    "row, status",
+    [
+        (chain_row(), "accepted"),
+        (chain_row(created=TS), "created"),
+        (chain_row(created=TS, paid=TS), "paid"),
+        (chain_row(created=TS, paid=TS, emailed=TS), "emailed"),
+    ],
+)
+def test_an_order_shows_how_far_along_the_chain_it_is(call, app, fake, row, status):
+    fake.rows[1] = row
+    response = call(app, "GET", "/orders/1")
+    assert response.status == 200
+    assert response.json["status"] == status
+    assert response.json["orderId"] == 1
+    assert response.json["chain"] == {k: row[k] for k in ("created", "paid", "emailed", "amount", "to")}
+
+
+def test_an_unknown_order_answers_404_json(call, app):
+    response = call(app, "GET", "/orders/99")
+    assert (response.status, response.headers["Content-Type"]) == (404, "application/json")
+    assert "99" in response.json["error"]
+
+
+@pytest.mark.parametrize("path", ["/nowhere", "/orders/abc"])
+def test_an_unknown_path_answers_404_json(call, app, path):
+    response = call(app, "GET", path)
+    assert (response.status, response.json) == (404, {"error": "not found"})
+
+
+def test_a_wrong_method_answers_405_json(call, app):
+    response = call(app, "DELETE", "/orders")
+    assert (response.status, response.json) == (405, {"error": "method not allowed"})
+
+
+def test_health_answers_200(call, app):
+    assert call(app, "GET", "/health").status == 200
+
+
+def test_a_failure_inside_answers_500_json_without_a_stack_trace(call):
+    def explode(request):
+        raise RuntimeError("secret connection string")
+
+    response = post(call, make_app(place=explode, find=dict().get, max_body_bytes=200), BODY)
+    assert (response.status, response.json) == (500, {"error": "internal error"})
+    assert "Traceback" not in response.text
+    assert "secret" not in response.text
+
+
+# --- placing and tracking orders in a real store --------------------------------
+
+
+@pytest.fixture
+def orders_service(tmp_path, monkeypatch):
+    """The orders Service on tmp_path; it connects to nothing until run()."""
+    monkeypatch.setattr(service, "configure_logging", lambda level: None)
+    return service.Service(Settings(service="orders", data_dir=tmp_path), orders.HANDLERS, orders.create_tables)
+
+
+def queued(orders_service) -> list[dict]:
+    rows = orders_service.store.db().query("SELECT value, headers FROM outbox ORDER BY id")
+    return [{"payload": json.loads(row["value"]), "ce_id": json.loads(row["headers"])["ce_id"]} for row in rows]
+
+
+def place(orders_service, **fields) -> orders.Decision:
+    return orders.place_order(orders_service, CreateOrderRequest(**BODY | fields))
+
+
+def test_orders_without_an_id_are_numbered_1_2_3(orders_service):
+    assert [place(orders_service).order.orderId for _ in range(3)] == [1, 2, 3]
+    assert [each["payload"]["orderId"] for each in queued(orders_service)] == [1, 2, 3]
+
+
+def test_a_replayed_order_queues_the_same_order_created_again(orders_service):
+    assert place(orders_service, orderId=7).outcome == "created"
+    assert place(orders_service, orderId=7).outcome == "replayed"
+    first, second = queued(orders_service)
+    assert first["payload"] == second["payload"]
+    assert first["ce_id"] != second["ce_id"]
+
+
+def test_a_conflicting_order_queues_nothing(orders_service):
+    place(orders_service, orderId=7)
+    assert place(orders_service, orderId=7, qty=2).outcome == "conflict"
+    assert len(queued(orders_service)) == 1
+    assert orders.find_order(orders_service, 7)["qty"] == 1
+
+
+def test_find_order_knows_only_placed_orders(orders_service):
+    place(orders_service, orderId=7)
+    assert orders.find_order(orders_service, 7)["userId"] == 1
+    assert orders.find_order(orders_service, 8) is None
+
+
+def test_tracking_fills_in_the_chain_and_ignores_repeats(orders_service):
+    place(orders_service, orderId=1)
+    later = "2026-11-27T10:00:09.000Z"
+    events = [
+        ORDER,
+        PaymentCaptured(orderId=1, amount=100, ts=TS),
+        EmailSent(orderId=1, to="user1@test.com", ts=TS),
+        PaymentCaptured(orderId=1, amount=999, ts=later),
+        EmailSent(orderId=1, to="other@test.com", ts=later),
+    ]
+    with orders_service.store.transaction() as tx:
+        for event in events:
+            assert orders.track(event, tx) == []
+    row = orders.find_order(orders_service, 1)
+    chain = {name: row[name] for name in ("created", "paid", "amount", "emailed", "to")}
+    assert chain == {"created": TS, "paid": TS, "amount": 100, "emailed": TS, "to": "user1@test.com"}
+
+
+def test_an_order_id_too_large_to_store_is_not_found(call, orders_service):
+    app = make_app(place=None, find=lambda order_id: orders.find_order(orders_service, order_id), max_body_bytes=200)
+    assert call(app, "GET", f"/orders/{2**64}").status == 404
+
+
+def test_placing_an_order_queues_it_for_the_relay(orders_service):
+    place(orders_service)
+    assert outbox.pending(orders_service.store.db()) == 1
