@@ -54,16 +54,19 @@ class Stack:
         self.broker.wait_ready()
         self.broker.ensure_topics({"orders.events": self.config.partitions, "orders.events.dlq": 1})
         say("Kafka is ready; starting the services")
-        service_env = {
+        for service, name in self.processes():
+            self.start_process(service, name)
+        self._wait_for_orders()
+        say(f"orders listens on {self.config.orders_url} (Ctrl-C stops everything)")
+
+    def start_process(self, service: str, name: str) -> None:
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "DATA_DIR": str(self.config.home / "data"),
             "HTTP_PORT": str(self.config.orders_port),
+            "CONSUMER_INSTANCE_ID": name,
         }
-        for service, name in self.processes():
-            command = [sys.executable, "-m", f"services.{service}"]
-            self.supervisor.start(name, command, {**service_env, "CONSUMER_INSTANCE_ID": name})
-        self._wait_for_orders()
-        say(f"orders listens on {self.config.orders_url} (Ctrl-C stops everything)")
+        self.supervisor.start(name, [sys.executable, "-m", f"services.{service}"], env)
 
     def processes(self) -> list[tuple[str, str]]:
         """(service, process name) pairs: orders once, the consumers `replicas` times."""

@@ -47,6 +47,12 @@ class Supervisor:
     def pid(self, name: str) -> int:
         return self.children[name].process.pid
 
+    def retire(self, name: str, timeout: float = 20) -> None:
+        """Stop one child for good (SIGTERM), without restarting it."""
+        child = self.children.pop(name)
+        child.process.send_signal(signal.SIGTERM)
+        child.process.wait(timeout)
+
     def stop(self, timeout: float = 20) -> None:
         """SIGTERM the children, last started first; SIGKILL what outlives `timeout`."""
         self._stopping.set()

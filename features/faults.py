@@ -41,7 +41,8 @@ class Faults:
         return next(name for name in names if name == wanted or name.startswith(f"{wanted}-"))
 
     def kill(self, target: str) -> None:
-        """SIGKILL the target and wait until the supervisor has it running again."""
+        """SIGKILL the target and wait until the supervisor has started it again
+        (not until it is ready: the next kill may well hit it while it starts)."""
         name = self.process(target)
         child = self.stack.supervisor.children[name]
         old = child.process
@@ -50,22 +51,18 @@ class Faults:
         wait_until(
             lambda: child.process is not old and child.process.poll() is None, f"{name} is restarted", RESTART_TIMEOUT
         )
-        if name == "kafka":
-            self.stack.broker.wait_ready(RESTART_TIMEOUT)
-        elif name == "orders":
-            wait_until(lambda: self._orders_healthy(), "orders is healthy again", RESTART_TIMEOUT)
+
+    def add_replica(self, service: str, name: str) -> None:
+        self.stack.start_process(service, name)
+
+    def retire(self, name: str) -> None:
+        self.stack.supervisor.retire(name)
 
     def freeze(self, target: str) -> None:
         os.kill(self.stack.supervisor.pid(self.process(target)), signal.SIGSTOP)
 
     def thaw(self, target: str) -> None:
         os.kill(self.stack.supervisor.pid(self.process(target)), signal.SIGCONT)
-
-    def _orders_healthy(self) -> bool:
-        try:
-            return self.driver.get_order(1).status in (200, 404)
-        except OSError:
-            return False
 
     def burst(self, count: int, per_second: float, faults_at: dict[float, Callable] | None = None) -> Burst:
         """Place `count` fresh orders at a steady pace while, one after another,

@@ -8,25 +8,33 @@ from features.poison import POISON_KINDS, publish_poison
 FAULT_TIMEOUT = 120.0
 
 
-@when("{count:d} orders are placed while {target} is killed {times:d} times")
-def step_burst_with_kills(context, count, target, times):
+@when("{count:d} orders are placed over {seconds:d} seconds while {target} is killed {times:d} times")
+def step_burst_with_kills(context, count, seconds, target, times):
     faults = context.faults
     kills = {(n + 1) / (times + 1): (lambda: faults.kill(target)) for n in range(times)}
-    context.burst = faults.burst(count, per_second=40, faults_at=kills)
+    context.burst = faults.burst(count, per_second=count / seconds, faults_at=kills)
     context.fault = f"{target} killed {times} times"
 
 
-@when("{count:d} orders are placed while replicas of billing and notifications are killed during rebalances")
-def step_burst_killing_replicas(context, count):
+@when(
+    "{count:d} orders are placed while a third replica of billing and of notifications joins and leaves,"
+    " and replicas are killed meanwhile"
+)
+def step_burst_with_rebalances(context, count):
+    """A joining or leaving replica makes its group rebalance; kills land in the middle."""
     faults = context.faults
-    kills = {
-        0.2: lambda: faults.kill("billing-1"),
-        0.3: lambda: faults.kill("notifications-2"),
-        0.5: lambda: faults.kill("billing-2"),
-        0.6: lambda: faults.kill("notifications-1"),
+    plan = {
+        0.1: lambda: faults.add_replica("billing", "billing-3"),
+        0.15: lambda: faults.kill("billing-1"),
+        0.3: lambda: faults.add_replica("notifications", "notifications-3"),
+        0.35: lambda: faults.kill("notifications-2"),
+        0.6: lambda: faults.retire("billing-3"),
+        0.65: lambda: faults.kill("billing-2"),
+        0.8: lambda: faults.retire("notifications-3"),
+        0.85: lambda: faults.kill("notifications-1"),
     }
-    context.burst = faults.burst(count, per_second=40, faults_at=kills)
-    context.fault = "replicas killed during rebalances"
+    context.burst = faults.burst(count, per_second=count / 10, faults_at=plan)
+    context.fault = "replicas killed while partitions move"
 
 
 @when("{count:d} orders are placed while the broker is frozen")
