@@ -188,6 +188,10 @@ class Driver:
     def wait_for_event(self, order_id: int, event_type: str) -> Seen:
         return wait_until(lambda: self.events(order_id, event_type), f"{event_type} for order {order_id}")[0]
 
+    def restarts(self, service: str) -> int:
+        """How often the service was restarted, counted from the supervisor's log lines."""
+        return self.logs.text("devstack").count(f"{service} exited with code")
+
     def wait_for_log(self, service: str, text: str) -> None:
         wait_until(lambda: text in self.logs.text(service), f"{service} logs {text!r}")
 

@@ -106,7 +106,7 @@ def test_the_order_is_placed_in_the_callers_trace(call, app, fake):
         (BODY | {"qty": "1"}, ["qty"]),
         (BODY | {"qty": 1.5}, ["qty"]),
         (BODY | {"coupon": "FREE"}, ["coupon"]),
-        ({"itemId": 0, "qty": 1.0}, ["itemId", "qty", "userId"]),
+        ({"itemId": 0, "qty": 1.5}, ["itemId", "qty", "userId"]),
     ],
 )
 def test_a_bad_order_answers_400_naming_each_field(call, app, fake, body, fields):
