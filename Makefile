@@ -11,12 +11,12 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--disable-timestamp --frozen-dataclasses --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
-.PHONY: help install generate lint unit acceptance test run kafka clean lock
+.PHONY: help install generate lint unit acceptance test run kafka clean lock up down logs compose-test
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
-$(INSTALLED): pyproject.toml constraints.txt
+$(INSTALLED): pyproject.toml requirements.txt constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
@@ -49,6 +49,21 @@ test: lint unit acceptance ## Run everything: lint, unit tests, acceptance featu
 
 run: $(INSTALLED) ## Start Kafka and the three services in the foreground (Ctrl-C stops)
 	$(BIN)/python -m devstack run
+
+up: ## Build and start the stack under Docker Compose (orders on 127.0.0.1:5002)
+	docker compose up --build --detach --wait
+	@echo "Up. Place an order:  curl -X POST localhost:5002/orders -H 'Content-Type: application/json' -d '{\"userId\":1,\"itemId\":2,\"qty\":1}'"
+	@echo "Follow it:           make logs    Stop:  make down"
+
+down: ## Stop the Compose stack (its data volumes stay; `docker compose down -v` wipes them)
+	docker compose down --remove-orphans
+
+logs: ## Follow the Compose stack's logs
+	docker compose logs --follow
+
+compose-test: $(INSTALLED) ## Run docker-compose.yml for real (engine and images set up if missing) and the features against it
+	mkdir -p .run
+	compose/test.sh
 
 kafka: $(INSTALLED) ## Only download the Kafka broker jars from Maven Central
 	$(BIN)/python -m devstack fetch

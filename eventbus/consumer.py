@@ -54,17 +54,20 @@ class ConsumerLoop:
         settings: Settings,
         handlers: dict[type, Handler],
         published: Callable[[], None],
+        polled: Callable[[], None] = lambda: None,
     ):
         self._consumer = consumer
         self._store = store
         self._settings = settings
         self._handlers = handlers
         self._published = published
+        self._polled = polled
         self._backoff = 0.0
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             batches = self._consumer.poll(timeout_ms=500)
+            self._polled()
             for partition, records in batches.items():
                 self._process_partition(partition, records, stop)
 

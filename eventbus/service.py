@@ -9,7 +9,7 @@ from collections.abc import Callable
 from kafka.errors import KafkaError
 from sqlite_utils import Database
 
-from eventbus import ledger, outbox
+from eventbus import health, ledger, outbox
 from eventbus.consumer import ConsumerLoop, Handler
 from eventbus.contracts import Event
 from eventbus.envelope import seal
@@ -62,6 +62,9 @@ class Service:
         if self.crashed:
             raise SystemExit(1)
 
+    def _heartbeat(self) -> None:
+        health.beat(self.settings.data_dir / f"{self.settings.instance or self.settings.service}.alive")
+
     def _consume(self) -> None:
         """Run the consumer loop; on a Kafka failure start over with a new consumer
         (the work since the last commit is redone, idempotently)."""
@@ -71,7 +74,10 @@ class Service:
             if consumer is None:
                 return
             try:
-                ConsumerLoop(consumer, self.store, self.settings, self.handlers, self.relay.wake).run(self.stop)
+                loop = ConsumerLoop(
+                    consumer, self.store, self.settings, self.handlers, self.relay.wake, polled=self._heartbeat
+                )
+                loop.run(self.stop)
             except KafkaError as error:
                 log.warning("Kafka consumer failed (%s); reconnecting", error)
                 self.stop.wait(1.0)
