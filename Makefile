@@ -11,7 +11,7 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--disable-timestamp --frozen-dataclasses --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
-.PHONY: help install generate lint unit acceptance test run kafka clean lock up down logs compose-test
+.PHONY: help install generate lint unit acceptance test run kafka clean lock up down logs compose-test bench bench-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -45,7 +45,17 @@ acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack 
 	$(BIN)/python -m behave features | tee .run/acceptance.log
 	@sed -n 's/^\([0-9]*\) scenarios passed, /acceptance: \1 passed, /p' .run/acceptance.log
 
-test: lint unit acceptance ## Run everything: lint, unit tests, acceptance features
+test: lint unit acceptance bench-smoke ## Run everything: lint, unit tests, acceptance features, bench smoke
+
+BENCH_ARGS ?=
+BENCH_FLAGS = $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE)) \
+	$(if $(DURATION),--duration $(DURATION)) $(if $(CLIENTS),--clients $(CLIENTS)) $(BENCH_ARGS)
+
+bench: $(INSTALLED) ## Benchmark relay baseline, chain throughput and latency (ORDERS= RATE= DURATION= CLIENTS=)
+	$(BIN)/python -m bench $(BENCH_FLAGS)
+
+bench-smoke: $(INSTALLED) ## A short benchmark run that only checks the benchmark still works
+	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
 
 run: $(INSTALLED) ## Start Kafka and the three services in the foreground (Ctrl-C stops)
 	$(BIN)/python -m devstack run

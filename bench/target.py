@@ -1,0 +1,124 @@
+"""The stack under test: a fresh local stack on ports of its own, or the running
+stack named by ORDERS_URL and KAFKA_BOOTSTRAP_SERVERS, as for the features."""
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka.admin import KafkaAdminClient
+
+from devstack.kafka import VERSION as KAFKA_VERSION
+from devstack.stack import Stack, StackConfig
+from kafka import KafkaConsumer, TopicPartition
+
+TOPIC = "orders.events"
+GROUPS = ("orders", "billing", "notifications")  # each service's consumer group is its name
+# Fixed ports and folder, away from `make run` (9092/5002) and the features (19092/15002).
+LOCAL = StackConfig(home=Path(".run/bench"), kafka_port=29092, controller_port=29093, orders_port=25002)
+
+
+@dataclass
+class Target:
+    orders_url: str
+    bootstrap_servers: str
+    stack: Stack | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.stack is not None
+
+    def pids(self) -> dict[str, int]:
+        """The services' and the broker's pids (they change if the supervisor restarts one)."""
+        if self.stack is None:
+            return {}
+        children = self.stack.supervisor.children
+        return {name: child.process.pid for name, child in children.items() if child.process}
+
+    def broker_heap_mb(self) -> int | None:
+        if self.stack is None:
+            return None
+        heap = self.stack.broker.heap.lower()
+        return int(heap[:-1]) * (1024 if heap.endswith("g") else 1) if heap[-1] in "mg" else None
+
+    def kafka_version(self) -> str:
+        if self.stack is not None:
+            return KAFKA_VERSION
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        try:
+            probed = admin._manager.broker_version  # no public accessor in kafka-python
+            return "probed >= " + ".".join(map(str, probed))
+        except Exception:
+            return "unknown"
+        finally:
+            admin.close()
+
+    def partitions(self) -> list[TopicPartition]:
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap_servers)
+        try:
+            found = consumer.partitions_for_topic(TOPIC)
+        finally:
+            consumer.close()
+        if not found:
+            raise RuntimeError(f"no topic {TOPIC} on {self.bootstrap_servers}: is the stack up?")
+        return [TopicPartition(TOPIC, p) for p in sorted(found)]
+
+    def replication_factor(self) -> int:
+        """How many copies the brokers keep of orders.events (the relay's topics get as many)."""
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        try:
+            (topic,) = admin.describe_topics([TOPIC])
+            return len(topic["partitions"][0]["replica_nodes"])
+        finally:
+            admin.close()
+
+    def lag(self) -> int:
+        """Messages on the topic that some service's consumer group has not committed yet."""
+        partitions = self.partitions()
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap_servers)
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        try:
+            ends = consumer.end_offsets(partitions)
+            committed = admin.list_group_offsets(list(GROUPS))
+        finally:
+            consumer.close()
+            admin.close()
+        total = 0
+        for group in GROUPS:
+            offsets = committed.get(group, {})
+            for partition, end in ends.items():
+                done = offsets.get(partition)
+                total += end - (done.offset if done is not None and done.offset >= 0 else 0)
+        return total
+
+    def wait_settled(self, timeout_s: float = 120) -> int:
+        """Wait until every service has caught up (twice in a row, as outboxes may
+        still be publishing); returns what is left when the deadline passes."""
+        deadline = time.monotonic() + timeout_s
+        quiet = 0
+        while True:
+            left = self.lag()
+            quiet = quiet + 1 if left == 0 else 0
+            if quiet >= 2 or time.monotonic() > deadline:
+                return left
+            time.sleep(0.5)
+
+
+@contextmanager
+def open_target(say) -> Iterator[Target]:
+    """The stack named in the environment, or a fresh local one stopped at the end."""
+    if os.environ.get("ORDERS_URL"):
+        yield Target(os.environ["ORDERS_URL"], os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+        return
+    shutil.rmtree(LOCAL.home, ignore_errors=True)
+    stack = Stack(LOCAL, echo=False)
+    say(f"starting a local stack in {LOCAL.home} (Kafka :{LOCAL.kafka_port}, orders :{LOCAL.orders_port})")
+    try:
+        stack.start()
+        yield Target(LOCAL.orders_url, stack.broker.bootstrap_servers, stack)
+    finally:
+        say("stopping the local stack")
+        stack.stop()

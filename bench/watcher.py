@@ -1,0 +1,80 @@
+"""The chain as seen on the topic: for each order, when its EmailSent was seen
+here, and when each of its events was produced (the record's CreateTime), which
+splits a delay between the services."""
+
+import threading
+import time
+from collections.abc import Callable
+
+from kafka import KafkaConsumer, TopicPartition
+
+STAGES = (b"OrderCreated", b"PaymentCaptured", b"EmailSent")
+
+
+class ChainWatcher:
+    """Reads orders.events in a thread from the moment it is made. No consumer
+    group: it reads all partitions from their end at start, so it neither
+    disturbs the services' groups nor sees earlier runs."""
+
+    def __init__(self, bootstrap_servers: str, partitions: list[TopicPartition]):
+        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        self._consumer.assign(partitions)
+        for partition, end in self._consumer.end_offsets(partitions).items():
+            self._consumer.seek(partition, end)
+        self._lock = threading.Lock()
+        self._seen: dict[int, float] = {}
+        self._produced: dict[int, dict[bytes, int]] = {}
+        self._waiting: dict[int, Callable[[float], None]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="chain-watcher", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            batches = self._consumer.poll(timeout_ms=100)
+            now = time.monotonic()
+            for records in batches.values():
+                for record in records:
+                    event_type = next((value for name, value in record.headers or () if name == "ce_type"), None)
+                    if event_type not in STAGES or not (record.key or b"").isdigit():
+                        continue  # not an order's event (a poison test message, say)
+                    order_id = int(record.key)
+                    self._produced.setdefault(order_id, {}).setdefault(event_type, record.timestamp)
+                    if event_type == b"EmailSent":
+                        self._saw(order_id, now)
+
+    def _saw(self, order_id: int, when: float) -> None:
+        with self._lock:
+            if order_id in self._seen:
+                return  # a redelivered email: the first one counts
+            self._seen[order_id] = when
+            then = self._waiting.pop(order_id, None)
+        if then:
+            then(when)
+
+    def when_emailed(self, order_id: int, then: Callable[[float], None]) -> None:
+        """Call `then(seen_at)` once the EmailSent of `order_id` is seen (now, if it was)."""
+        with self._lock:
+            seen = self._seen.get(order_id)
+            if seen is None:
+                self._waiting[order_id] = then
+        if seen is not None:
+            then(seen)
+
+    def wait_for(self, order_id: int, timeout_s: float) -> float | None:
+        """When the EmailSent of `order_id` was seen (time.monotonic), or None at the deadline."""
+        emailed = threading.Event()
+        self.when_emailed(order_id, lambda _: emailed.set())
+        emailed.wait(max(timeout_s, 0))
+        with self._lock:
+            self._waiting.pop(order_id, None)
+            return self._seen.get(order_id)
+
+    def produced(self, order_id: int) -> dict[bytes, int]:
+        """When each event of the order was produced, in ms since the epoch, by ce_type."""
+        return self._produced.get(order_id, {})
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
