@@ -15,18 +15,17 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
-from kafka.structs import OffsetAndMetadata
 
 from bench.cpu import CpuMeter
 from bench.stats import rate_between
 from eventbus.contracts import timestamp
 from eventbus.envelope import seal
-from eventbus.kafka import make_consumer, make_producer
+from eventbus.kafka import commit, make_consumer, make_producer
 from eventbus.settings import Settings
 from generated.order_created import OrderCreated
-from kafka import KafkaConsumer, TopicPartition
 
 HOPS = 3
 TOPICS = [f"bench.hop{n}" for n in range(1, HOPS + 2)]
@@ -148,8 +147,7 @@ def _hop(base: Settings, n: int, stop, until: float) -> None:
             failed = next((future.exception for future in sends if future.failed()), None)
             if failed:
                 raise failed
-            for partition, records in batches.items():
-                consumer.commit({partition: OffsetAndMetadata(records[-1].offset + 1, "", -1)})
+            commit(consumer, {partition: records[-1].offset + 1 for partition, records in batches.items()})
     finally:
         producer.close(timeout=5)
         consumer.close(autocommit=False)

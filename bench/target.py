@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from devstack.kafka import VERSION as KAFKA_VERSION
 from devstack.stack import Stack, StackConfig
-from kafka import KafkaConsumer, TopicPartition
 
 TOPIC = "orders.events"
 GROUPS = ("orders", "billing", "notifications")  # each service's consumer group is its name

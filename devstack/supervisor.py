@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        self._log_files: dict[str, TextIO] = {}
         self._watcher = threading.Thread(target=self._watch, name="supervisor", daemon=True)
 
     def say(self, message: str) -> None:
@@ -66,6 +68,10 @@ class Supervisor:
                     child.process.kill()
                     child.process.wait()
         self.say("all stopped")
+        with self._lock:
+            for log_file in self._log_files.values():
+                log_file.close()
+            self._log_files.clear()
 
     def _spawn(self, child: Child) -> None:
         child.started_at = time.monotonic()
@@ -85,8 +91,9 @@ class Supervisor:
 
     def _write(self, name: str, line: str) -> None:
         with self._lock:
-            with open(self.log_dir / f"{name}.log", "a") as log:
-                log.write(line)
+            if name not in self._log_files:
+                self._log_files[name] = open(self.log_dir / f"{name}.log", "a", buffering=1)  # noqa: SIM115
+            self._log_files[name].write(line)
             if self.echo:
                 sys.stdout.write(f"{name:<13} | {line}")
                 sys.stdout.flush()

@@ -8,20 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cloudevents.core.bindings.kafka import KafkaMessage
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
 from sqlite_utils import Database
 
 from eventbus import ledger, outbox, tracing
-from eventbus.contracts import Event
+from eventbus.contracts import EVENT_TYPES, Event
 from eventbus.envelope import PoisonMessage, open_message, seal
+from eventbus.kafka import commit
 from eventbus.settings import Settings
 from eventbus.store import Store
-from kafka import KafkaConsumer, TopicPartition
 
 log = logging.getLogger(__name__)
-COMMIT_TIMEOUT_MS = 10_000
 
 
 class Rejected(Exception):
@@ -68,59 +66,68 @@ class ConsumerLoop:
         while not stop.is_set():
             batches = self._consumer.poll(timeout_ms=500)
             self._polled()
-            for partition, records in batches.items():
-                self._process_partition(partition, records, stop)
+            if batches:
+                self._process_batch(batches, stop)
 
-    def _process_partition(self, partition: TopicPartition, records: list, stop) -> None:
-        done = None
-        for record in records:
-            try:
-                self.process(record)
-            except Exception as error:
-                log.warning(
-                    "Failed to process %s (%s); retrying in %.1fs",
-                    _where(record),
-                    error,
-                    self._backoff,
-                    exc_info=not isinstance(error, TransientError),
-                )
-                self._consumer.seek(partition, record.offset)
-                stop.wait(self._backoff)
-                self._backoff = min(max(self._backoff * 2, 0.2), 10.0)
-                break
-            self._backoff = 0.0
-            done = record.offset
-        if done is not None:
-            self._published()
-            self._commit(partition, done + 1)
-
-    def _commit(self, partition: TopicPartition, next_offset: int) -> None:
-        try:
-            self._consumer.commit({partition: OffsetAndMetadata(next_offset, "", -1)}, timeout_ms=COMMIT_TIMEOUT_MS)
-        except KafkaError as error:
-            log.warning("Offset commit for %s failed (%s); the work is redone idempotently", partition, error)
-
-    def process(self, record: ConsumerRecord) -> None:
-        """Handle one message completely, in one transaction."""
-        headers = dict(record.headers or [])
+    def _process_batch(self, batches: dict[TopicPartition, list[ConsumerRecord]], stop: threading.Event) -> None:
+        """Everything one poll returned, in one transaction with a savepoint per
+        message, then one offset commit for all partitions. A message that fails
+        is rolled back alone; its partition is sought back to it and retried."""
+        done: dict[TopicPartition, int] = {}
+        failures = []
         with self._store.transaction() as tx:
+            for partition, records in batches.items():
+                for record in records:
+                    try:
+                        with tx.atomic():
+                            self._process(tx, record)
+                    except Exception as error:
+                        failures.append((record, error))
+                        self._consumer.seek(partition, record.offset)
+                        break
+                    done[partition] = record.offset + 1
+        if done:
+            self._published()
+            commit(self._consumer, done)
+        for record, error in failures:
+            log.warning(
+                "Failed to process %s (%s); retrying in %.1fs",
+                _where(record),
+                error,
+                self._backoff,
+                exc_info=not isinstance(error, TransientError),
+            )
+        if failures:
+            stop.wait(self._backoff)
+        self._backoff = min(max(self._backoff * 2, 0.2), 10.0) if failures else 0.0
+
+    def _process(self, tx: Database, record: ConsumerRecord) -> None:
+        """Handle one message inside the batch's transaction."""
+        headers = dict(record.headers or [])
+        if self._not_for_us(headers.get("ce_type")):
+            return
+        try:
+            envelope = open_message(headers, record.key, record.value)
+        except PoisonMessage as poison:
+            self._dead_letter(tx, record, str(poison))
+            return
+        handler = envelope and self._handlers.get(type(envelope.event))
+        if handler is None:
+            return
+        with tracing.continuing(envelope.traceparent):
             try:
-                envelope = open_message(headers, record.key, record.value)
-            except PoisonMessage as poison:
-                self._dead_letter(tx, record, str(poison))
+                with tx.atomic():
+                    events = self._run(tx, handler, envelope)
+            except Rejected as rejection:
+                self._dead_letter(tx, record, str(rejection))
                 return
-            handler = envelope and self._handlers.get(type(envelope.event))
-            if handler is None:
-                return
-            with tracing.continuing(envelope.traceparent):
-                try:
-                    with tx.atomic():
-                        events = self._run(tx, handler, envelope)
-                except Rejected as rejection:
-                    self._dead_letter(tx, record, str(rejection))
-                    return
-                for event in events:
-                    outbox.add(tx, self._settings.topic, seal(event, self._settings.service))
+            for event in events:
+                outbox.add(tx, self._settings.topic, seal(event, self._settings.service))
+
+    def _not_for_us(self, event_type: bytes | None) -> bool:
+        """An event of ours that this service does not handle: skipped before decoding."""
+        known = event_type and EVENT_TYPES.get(event_type.decode(errors="replace"))
+        return bool(known) and known not in self._handlers
 
     def _run(self, tx: Database, handler: Handler, envelope) -> list[Event]:
         if handler.once_per is not None:

@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 
 from generated.create_order_request import CreateOrderRequest
@@ -59,7 +60,20 @@ def problems(contract: str, payload: Any) -> list[dict[str, str]]:
     return sorted(found, key=lambda p: (p["field"], p["message"]))
 
 
+@cache
+def _compiled(contract: str):
+    return jsonschema_rs.validator_for(schema(contract), validate_formats=True)
+
+
 def check(contract: str, payload: Any) -> None:
+    """Raise ContractViolation unless `payload` keeps `contract`.
+
+    Every event is checked twice on its way (produced, consumed), so the common
+    case must be cheap: a compiled validator (jsonschema-rs, about 1 µs instead
+    of 60) passes a good payload; jsonschema, the reference, judges and explains
+    any payload the compiled one does not pass."""
+    if _compiled(contract).is_valid(payload):
+        return
     found = problems(contract, payload)
     if found:
         raise ContractViolation(contract, found)

@@ -5,10 +5,11 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
 from eventbus.settings import Settings
-from kafka import KafkaConsumer, KafkaProducer
 
 log = logging.getLogger(__name__)
 Client = TypeVar("Client")
@@ -45,6 +46,21 @@ def make_consumer(settings: Settings, group: str) -> KafkaConsumer:
     )
     consumer.subscribe([settings.topic])
     return consumer
+
+
+def commit(consumer: KafkaConsumer, next_offsets: dict[TopicPartition, int]) -> None:
+    """Commit the offsets to read next, for every partition at once, without
+    waiting for the answer. Call it only once the work they cover is durable:
+    a commit that is lost means that work is redone, and it is idempotent."""
+    consumer.commit_async(
+        {partition: OffsetAndMetadata(offset, "", -1) for partition, offset in next_offsets.items()},
+        callback=_report_failed_commit,
+    )
+
+
+def _report_failed_commit(offsets, result) -> None:
+    if isinstance(result, Exception):
+        log.warning("Offset commit failed (%s); the work since the last one will be redone, idempotently", result)
 
 
 def connect(factory: Callable[[], Client], stop: threading.Event, what: str) -> Client | None:

@@ -74,6 +74,7 @@ class Relay:
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
+        self._lease_until = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -112,10 +113,13 @@ class Relay:
         producer.close(timeout=5)
 
     def _hold_lease(self) -> bool:
-        """Take or renew the lease; False while another live relay holds it."""
+        """Take or renew the lease; False while another live relay holds it.
+        A lease still good for more than half its time is not renewed yet."""
         now = time.time()
+        if now < self._lease_until - LEASE_SECONDS / 2:
+            return True
         with self._store.transaction() as tx:
-            return (
+            held = (
                 tx.execute(
                     "INSERT INTO outbox_lease (id, holder, until) VALUES (1, ?, ?)"
                     " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until = excluded.until"
@@ -124,6 +128,8 @@ class Relay:
                 ).rowcount
                 == 1
             )
+        self._lease_until = now + LEASE_SECONDS if held else 0.0
+        return held
 
     def _release_lease(self) -> None:
         with self._store.transaction() as tx:

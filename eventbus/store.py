@@ -17,6 +17,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._write_lock = threading.Lock()
         self.db().enable_wal()
 
     def db(self) -> Database:
@@ -31,12 +32,14 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Database]:
         """A write transaction that holds the write lock from its first statement,
-        so concurrent writers wait (busy timeout) instead of failing mid-way."""
+        so concurrent writers wait instead of failing mid-way. Threads of this
+        process queue on a lock first: SQLite's own busy wait polls and is unfair."""
         db = self.db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.rollback()
-            raise
-        db.commit()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.rollback()
+                raise
+            db.commit()

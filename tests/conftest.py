@@ -16,11 +16,11 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from eventbus import ledger, outbox
 from eventbus.store import Store
-from kafka import TopicPartition
 
 TOPIC = "orders.events"
 
@@ -107,7 +107,7 @@ class FakeConsumer:
             batches.setdefault(TopicPartition(each.topic, each.partition), []).append(each)
         return batches
 
-    def commit(self, offsets, timeout_ms=None) -> None:
+    def commit_async(self, offsets, callback=None) -> None:
         self.on_commit()
         self.commits.extend((partition.partition, meta.offset) for partition, meta in offsets.items())
 

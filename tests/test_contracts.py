@@ -113,3 +113,30 @@ def test_from_payload_builds_the_generated_dataclass():
     order = contracts.from_payload("OrderCreated", ORDER)
     assert type(order).__name__ == "OrderCreated"
     assert contracts.to_payload(order) == ORDER
+
+
+def test_the_compiled_validator_and_jsonschema_agree():
+    """check() trusts the compiled validator to pass good payloads: it must
+    pass exactly what jsonschema, the reference, passes."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    values = st.one_of(
+        st.integers(-3, 2**63),
+        st.floats(allow_nan=False),
+        st.booleans(),
+        st.none(),
+        st.sampled_from(["2026-11-27T10:00:00Z", "2026-11-27T10:00:00+02:00", "user1@test.com", "x", ""]),
+    )
+    fields = st.sampled_from(["orderId", "userId", "itemId", "qty", "ts", "amount", "to", "extra"])
+
+    @settings(max_examples=500, deadline=None)
+    @given(
+        contract=st.sampled_from(sorted(contracts.EVENT_TYPES) + ["CreateOrderRequest"]),
+        changes=st.dictionaries(fields, values, max_size=2),
+    )
+    def agree(contract, changes):
+        payload = contracts.schema(contract)["examples"][0] | changes
+        assert contracts._compiled(contract).is_valid(payload) == (contracts.problems(contract, payload) == [])
+
+    agree()

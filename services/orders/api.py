@@ -68,10 +68,10 @@ def _read_order_request(max_body_bytes: int):
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise _error(400, "body is not valid JSON") from None
-    problems = contracts.problems("CreateOrderRequest", payload)
-    if problems:
-        raise _error(400, "invalid order", problems=problems)
-    return contracts.from_payload("CreateOrderRequest", payload)
+    try:
+        return contracts.from_payload("CreateOrderRequest", payload)
+    except contracts.ContractViolation as violation:
+        raise _error(400, "invalid order", problems=violation.problems) from None
 
 
 def _with_status(row: dict) -> dict:
