@@ -94,14 +94,16 @@ class Relay:
         delay = 0.5
         while not self._stop.is_set():
             self._wake.clear()
-            if not self._hold_lease():
-                self._wake.wait(IDLE_POLL)
-                continue
             try:
-                published = self._publish_batch(producer)
+                published = self._publish_batch(producer) if self._hold_lease() else 0
                 delay = 0.5
-            except KafkaError as error:
-                log.warning("Outbox relay cannot publish (%s); retrying in %.1fs", error, delay)
+            except Exception as error:  # the relay must outlive any outage, Kafka's or SQLite's
+                log.warning(
+                    "Outbox relay cannot publish (%s); retrying in %.1fs",
+                    error,
+                    delay,
+                    exc_info=not isinstance(error, KafkaError),
+                )
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10)
                 continue
@@ -134,6 +136,7 @@ class Relay:
     def _release_lease(self) -> None:
         with self._store.transaction() as tx:
             tx.execute("DELETE FROM outbox_lease WHERE holder = ?", [self._holder])
+        self._lease_until = 0.0
 
     def _publish_batch_before_exit(self, producer) -> None:
         try:
