@@ -4,7 +4,9 @@ Only after that transaction commits is the Kafka offset committed."""
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from cloudevents.core.bindings.kafka import KafkaMessage
@@ -20,6 +22,7 @@ from eventbus.settings import Settings
 from eventbus.store import Store
 
 log = logging.getLogger(__name__)
+COMMIT_INTERVAL = 0.1  # seconds
 
 
 class Rejected(Exception):
@@ -61,6 +64,9 @@ class ConsumerLoop:
         self._published = published
         self._polled = polled
         self._backoff = 0.0
+        self._queued = False  # something went into the outbox: wake the relay
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -68,27 +74,35 @@ class ConsumerLoop:
             self._polled()
             if batches:
                 self._process_batch(batches, stop)
+            self._commit(force=False)
+        self._commit(force=True)
 
     def _process_batch(self, batches: dict[TopicPartition, list[ConsumerRecord]], stop: threading.Event) -> None:
         """Everything one poll returned, in one transaction with a savepoint per
-        message, then one offset commit for all partitions. A message that fails
-        is rolled back alone; its partition is sought back to it and retried."""
+        message (none when nothing is for this service). A message that fails is
+        rolled back alone; its partition is sought back to it and retried."""
         done: dict[TopicPartition, int] = {}
         failures = []
-        with self._store.transaction() as tx:
+        ours = any(not self._not_for_us(record) for records in batches.values() for record in records)
+        with self._store.transaction() if ours else nullcontext() as tx:
             for partition, records in batches.items():
                 for record in records:
-                    try:
-                        with tx.atomic():
-                            self._process(tx, record)
-                    except Exception as error:
-                        failures.append((record, error))
-                        self._consumer.seek(partition, record.offset)
-                        break
+                    if not self._not_for_us(record):
+                        try:
+                            with tx.atomic():
+                                self._process(tx, record)
+                        except Exception as error:
+                            failures.append((record, error))
+                            self._consumer.seek(partition, record.offset)
+                            break
                     done[partition] = record.offset + 1
-        if done:
+        self._uncommitted |= done
+        if self._queued:
+            self._queued = False
             self._published()
-            commit(self._consumer, done)
+        self._report(failures, stop)
+
+    def _report(self, failures: list, stop: threading.Event) -> None:
         for record, error in failures:
             log.warning(
                 "Failed to process %s (%s); retrying in %.1fs",
@@ -101,11 +115,17 @@ class ConsumerLoop:
             stop.wait(self._backoff)
         self._backoff = min(max(self._backoff * 2, 0.2), 10.0) if failures else 0.0
 
+    def _commit(self, force: bool) -> None:
+        """Commit what is done, at most every COMMIT_INTERVAL (and at the end):
+        committing less often only means more idempotent redelivery after a crash."""
+        if self._uncommitted and (force or time.monotonic() - self._committed_at >= COMMIT_INTERVAL):
+            commit(self._consumer, self._uncommitted, wait=force)
+            self._uncommitted = {}
+            self._committed_at = time.monotonic()
+
     def _process(self, tx: Database, record: ConsumerRecord) -> None:
         """Handle one message inside the batch's transaction."""
         headers = dict(record.headers or [])
-        if self._not_for_us(headers.get("ce_type")):
-            return
         try:
             envelope = open_message(headers, record.key, record.value)
         except PoisonMessage as poison:
@@ -123,9 +143,11 @@ class ConsumerLoop:
                 return
             for event in events:
                 outbox.add(tx, self._settings.topic, seal(event, self._settings.service))
+            self._queued = self._queued or bool(events)
 
-    def _not_for_us(self, event_type: bytes | None) -> bool:
+    def _not_for_us(self, record: ConsumerRecord) -> bool:
         """An event of ours that this service does not handle: skipped before decoding."""
+        event_type = next((value for name, value in record.headers or [] if name == "ce_type"), None)
         known = event_type and EVENT_TYPES.get(event_type.decode(errors="replace"))
         return bool(known) and known not in self._handlers
 
@@ -152,6 +174,7 @@ class ConsumerLoop:
         )
         message = KafkaMessage(headers=headers, key=record.key, value=record.value or b"")
         outbox.add(tx, self._settings.dead_letter_topic, message)
+        self._queued = True
 
 
 def _where(record: ConsumerRecord) -> str:

@@ -48,14 +48,18 @@ def make_consumer(settings: Settings, group: str) -> KafkaConsumer:
     return consumer
 
 
-def commit(consumer: KafkaConsumer, next_offsets: dict[TopicPartition, int]) -> None:
-    """Commit the offsets to read next, for every partition at once, without
-    waiting for the answer. Call it only once the work they cover is durable:
-    a commit that is lost means that work is redone, and it is idempotent."""
-    consumer.commit_async(
-        {partition: OffsetAndMetadata(offset, "", -1) for partition, offset in next_offsets.items()},
-        callback=_report_failed_commit,
-    )
+def commit(consumer: KafkaConsumer, next_offsets: dict[TopicPartition, int], wait: bool = False) -> None:
+    """Commit the offsets to read next, for every partition at once, by default
+    without waiting for the answer. Call it only once the work they cover is
+    durable: a commit that is lost means that work is redone, idempotently."""
+    offsets = {partition: OffsetAndMetadata(offset, "", -1) for partition, offset in next_offsets.items()}
+    if not wait:
+        consumer.commit_async(offsets, callback=_report_failed_commit)
+        return
+    try:
+        consumer.commit(offsets, timeout_ms=5_000)
+    except KafkaError as error:
+        _report_failed_commit(offsets, error)
 
 
 def _report_failed_commit(offsets, result) -> None:

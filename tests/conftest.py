@@ -111,6 +111,9 @@ class FakeConsumer:
         self.on_commit()
         self.commits.extend((partition.partition, meta.offset) for partition, meta in offsets.items())
 
+    def commit(self, offsets, timeout_ms=None) -> None:
+        self.commit_async(offsets)
+
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.seeks.append((partition.partition, offset))
 

@@ -157,3 +157,11 @@ def test_a_message_with_a_null_header_value_is_dead_lettered(run, fake_consumer,
     run(consumer, Handler(charge))
     assert [row["topic"] for row in outbox_rows()] == ["orders.events.dlq"]
     assert consumer.commits == [(0, 1)]
+
+
+def test_an_event_the_service_does_not_handle_is_skipped_and_committed(run, fake_consumer, kafka_record, outbox_rows):
+    payment = seal(PaymentCaptured(orderId=1, amount=100, ts=TS), "billing")
+    consumer = fake_consumer([kafka_record(payment, offset=7)])
+    run(consumer, Handler(charge))
+    assert outbox_rows() == []
+    assert consumer.commits == [(0, 8)]
