@@ -32,9 +32,7 @@ def make_consumer(settings: Settings, group: str) -> KafkaConsumer:
     """Offsets are committed by the consumer loop, only after the work is durable.
 
     With an instance id (static membership), a restarted process takes back its
-    partitions at once instead of waiting for a rebalance. The broker holds a
-    fetch up to 10 ms to fill it: on two cores, many tiny fetches cost more CPU
-    (and so more queueing) than the wait (make bench: p50 56 -> 41 ms)."""
+    partitions at once instead of waiting for a rebalance."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id=settings.instance or settings.service,
@@ -42,8 +40,6 @@ def make_consumer(settings: Settings, group: str) -> KafkaConsumer:
         group_instance_id=settings.instance,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_min_bytes=8_192,
-        fetch_max_wait_ms=10,
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
         reconnect_backoff_max_ms=2_000,
