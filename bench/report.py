@@ -11,7 +11,16 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 OUT_DIR = Path(".bench")
-LIBRARIES = ("kafka-python", "bottle", "waitress", "jsonschema", "cloudevents", "sqlite-utils", "crc32c")
+LIBRARIES = (
+    "kafka-python",
+    "bottle",
+    "waitress",
+    "jsonschema",
+    "jsonschema-rs",
+    "cloudevents",
+    "sqlite-utils",
+    "crc32c",
+)
 REQUIRED = (
     "relay_msgs_per_s",
     "chain_orders_per_s",
