@@ -1,6 +1,7 @@
-"""The one consumer loop. For each message, in one SQLite transaction: open the
-envelope, check the ledger, run the handler, queue its events in the outbox.
-Only after that transaction commits is the Kafka offset committed."""
+"""The one consumer loop. For each message a poll returns, in one SQLite
+transaction per poll (a savepoint per message): open the envelope, check the
+ledger, run the handler, queue its events in the outbox. Only after that
+transaction commits are the Kafka offsets committed."""
 
 import logging
 import threading
@@ -23,6 +24,7 @@ from eventbus.store import Store
 
 log = logging.getLogger(__name__)
 COMMIT_INTERVAL = 0.1  # seconds
+FIRST_BACKOFF, MAX_BACKOFF = 0.05, 10.0  # seconds
 
 
 class Rejected(Exception):
@@ -64,6 +66,7 @@ class ConsumerLoop:
         self._published = published
         self._polled = polled
         self._backoff = 0.0
+        self._failing: set[tuple[str, int, int]] = set()
         self._queued = False  # something went into the outbox: wake the relay
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
@@ -103,17 +106,22 @@ class ConsumerLoop:
         self._report(failures, stop)
 
     def _report(self, failures: list, stop: threading.Event) -> None:
+        """Back off before a retry: briefly at first, longer while the same messages keep failing."""
+        failing = {(record.topic, record.partition, record.offset) for record, _ in failures}
+        if not failing:
+            self._backoff, self._failing = 0.0, set()
+            return
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF) if failing == self._failing else FIRST_BACKOFF
+        self._failing = failing
         for record, error in failures:
             log.warning(
-                "Failed to process %s (%s); retrying in %.1fs",
+                "Failed to process %s (%s); retrying in %.2fs",
                 _where(record),
                 error,
                 self._backoff,
                 exc_info=not isinstance(error, TransientError),
             )
-        if failures:
-            stop.wait(self._backoff)
-        self._backoff = min(max(self._backoff * 2, 0.2), 10.0) if failures else 0.0
+        stop.wait(self._backoff)
 
     def _commit(self, force: bool) -> None:
         """Commit what is done, at most every COMMIT_INTERVAL (and at the end):

@@ -24,6 +24,9 @@ from features.faults import Faults
 def local_stack(context):
     config = StackConfig(home=Path(".run/test"), kafka_port=19092, controller_port=19093, orders_port=15002, replicas=2)
     shutil.rmtree(config.home, ignore_errors=True)
+    os.environ.setdefault(
+        "MAILER_FAILURE_RATE", "0.2"
+    )  # the services inherit it: one send in five fails, and is retried
     stack = Stack(config, echo=False)
     try:
         stack.start()

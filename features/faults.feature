@@ -5,7 +5,8 @@ Feature: Effects happen exactly once, whatever fails
   counted in billing's ledger and in the mailer's mailbox. Copies of an event
   published again after a crash keep its id, so they change nothing.
 
-  Billing and notifications run two replicas each here, sharing their ledger.
+  Billing and notifications run two replicas each here, sharing their ledger,
+  and the mailer fails one send in five (each is retried with backoff).
 
   Scenario Outline: A process killed again and again during a burst of orders
     When 120 orders are placed over <seconds> seconds while <target> is killed 3 times
