@@ -17,7 +17,7 @@ from sqlite_utils import Database
 
 from eventbus import ledger, outbox, tracing
 from eventbus.contracts import EVENT_TYPES, Event
-from eventbus.envelope import PoisonMessage, open_message, seal
+from eventbus.envelope import PoisonMessage, open_message
 from eventbus.kafka import commit
 from eventbus.settings import Settings
 from eventbus.store import Store
@@ -150,7 +150,7 @@ class ConsumerLoop:
                 self._dead_letter(tx, record, str(rejection))
                 return
             for event in events:
-                outbox.add(tx, self._settings.topic, seal(event, self._settings.service))
+                outbox.add_event(tx, self._settings, event)
             self._queued = self._queued or bool(events)
 
     def _not_for_us(self, record: ConsumerRecord) -> bool:

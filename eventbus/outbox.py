@@ -16,6 +16,8 @@ from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka.errors import KafkaError
 from sqlite_utils import Database
 
+from eventbus.contracts import Event
+from eventbus.envelope import seal
 from eventbus.kafka import connect, make_producer
 from eventbus.settings import Settings
 from eventbus.store import Store
@@ -53,6 +55,11 @@ def add(db: Database, topic: str, message: KafkaMessage) -> None:
         " VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
         (topic, message.key, message.value, headers),
     )
+
+
+def add_event(db: Database, settings: Settings, event: Event) -> None:
+    """Queue one of this service's events for the events topic, in the caller's transaction."""
+    add(db, settings.topic, seal(event, settings.service))
 
 
 def pending(db: Database) -> int:

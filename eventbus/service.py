@@ -12,7 +12,6 @@ from sqlite_utils import Database
 from eventbus import health, ledger, outbox
 from eventbus.consumer import ConsumerLoop, Handler
 from eventbus.contracts import Event
-from eventbus.envelope import seal
 from eventbus.kafka import connect, make_consumer
 from eventbus.settings import Settings
 from eventbus.store import Store
@@ -40,7 +39,7 @@ class Service:
 
     def publish(self, tx: Database, event: Event) -> None:
         """Queue `event` in the outbox, inside the caller's transaction."""
-        outbox.add(tx, self.settings.topic, seal(event, self.settings.service))
+        outbox.add_event(tx, self.settings, event)
 
     def run(self, serve: Callable[[], None] | None = None, close: Callable[[], None] = lambda: None):
         """Run until signalled; `serve` (an HTTP server, say) runs beside the consumer."""
