@@ -191,6 +191,11 @@ def test_health_answers_200(call, app):
     assert call(app, "GET", "/health").status == 200
 
 
+def test_health_reports_events_waiting_for_kafka(call):
+    app = make_app(place=None, find=dict().get, max_body_bytes=200, pending=lambda: 3)
+    assert call(app, "GET", "/health").json == {"status": "ok", "outboxPending": 3}
+
+
 def test_a_failure_inside_answers_500_json_without_a_stack_trace(call):
     def explode(request):
         raise RuntimeError("secret connection string")

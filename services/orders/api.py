@@ -17,7 +17,12 @@ STATUS_CODE = {"created": 201, "replayed": 200}
 MAX_ORDER_ID = 2**63 - 1  # SQLite's largest integer
 
 
-def make_app(place: Callable, find: Callable[[int], dict | None], max_body_bytes: int) -> bottle.Bottle:
+def make_app(
+    place: Callable,
+    find: Callable[[int], dict | None],
+    max_body_bytes: int,
+    pending: Callable[[], int] = lambda: 0,
+) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
 
     @app.post("/orders")
@@ -40,7 +45,8 @@ def make_app(place: Callable, find: Callable[[int], dict | None], max_body_bytes
 
     @app.get("/health")
     def health():
-        return {"status": "ok"}
+        """Up, and how many accepted events still wait for Kafka (they go out once it answers)."""
+        return {"status": "ok", "outboxPending": pending()}
 
     @app.error(404)
     @app.error(405)

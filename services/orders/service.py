@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import waitress
 from sqlite_utils import Database
 
+from eventbus import outbox
 from eventbus.consumer import Handler
 from eventbus.contracts import timestamp
 from eventbus.service import Service
@@ -110,6 +111,7 @@ def main() -> None:
     app = make_app(
         place=lambda request: place_order(service, request),
         find=lambda order_id: find_order(service, order_id),
+        pending=lambda: outbox.pending(service.store.db()),
         max_body_bytes=env_int("MAX_BODY_BYTES", 16 * 1024),
     )
     server = waitress.create_server(
