@@ -14,11 +14,16 @@ from kafka.admin import KafkaAdminClient
 
 from devstack.kafka import VERSION as KAFKA_VERSION
 from devstack.stack import Stack, StackConfig
+from eventbus.settings import env_int
 
 TOPIC = "orders.events"
 GROUPS = ("orders", "billing", "notifications")  # each service's consumer group is its name
-# Fixed ports and folder, away from `make run` (9092/5002) and the features (19092/15002).
-LOCAL = StackConfig(home=Path(".run/bench"), kafka_port=29092, controller_port=29093, orders_port=25002)
+# Ports and folder of its own, away from `make run` (9092/5002) and the features (19092/15002);
+# PORT_OFFSET moves them, as for the features, so several checkouts can run side by side.
+_OFFSET = env_int("PORT_OFFSET", 0)
+LOCAL = StackConfig(
+    home=Path(".run/bench"), kafka_port=29092 + _OFFSET, controller_port=29093 + _OFFSET, orders_port=25002 + _OFFSET
+)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 from behave import fixture, use_fixture
 
 from devstack.stack import Stack, StackConfig
+from eventbus.settings import env_int
 from features.driver import Driver, Logs
 from features.faults import Faults
 
@@ -22,7 +23,14 @@ from features.faults import Faults
 
 @fixture
 def local_stack(context):
-    config = StackConfig(home=Path(".run/test"), kafka_port=19092, controller_port=19093, orders_port=15002, replicas=2)
+    offset = env_int("PORT_OFFSET", 0)  # lets several checkouts test side by side
+    config = StackConfig(
+        home=Path(".run/test"),
+        kafka_port=19092 + offset,
+        controller_port=19093 + offset,
+        orders_port=15002 + offset,
+        replicas=2,
+    )
     shutil.rmtree(config.home, ignore_errors=True)
     os.environ.setdefault(
         "MAILER_FAILURE_RATE", "0.2"
