@@ -11,7 +11,7 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--disable-timestamp --frozen-dataclasses --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
-.PHONY: help install generate lint unit acceptance test run kafka clean lock up down logs compose-test bench bench-smoke
+.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance test run kafka clean lock up down logs compose-test bench bench-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -32,6 +32,12 @@ generate: $(INSTALLED) ## Generate the dataclasses in generated/ from contracts/
 	  $(BIN)/datamodel-codegen --input $$schema --output generated/$$(basename $$schema .json).py $(CODEGEN_FLAGS); \
 	done
 
+contracts-check: $(INSTALLED) ## Check every contract is compatible with each of its released versions
+	$(BIN)/python -m eventbus.compatibility check
+
+contracts-release: $(INSTALLED) ## Freeze each changed contract as its next version in contracts/<name>/
+	$(BIN)/python -m eventbus.compatibility release
+
 lint: $(INSTALLED) ## Check style with ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -45,7 +51,7 @@ acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack 
 	$(BIN)/python -m behave features | tee .run/acceptance.log
 	@sed -n 's/^\([0-9]*\) scenarios passed, /acceptance: \1 passed, /p' .run/acceptance.log
 
-test: lint unit acceptance bench-smoke ## Run everything: lint, unit tests, acceptance features, bench smoke
+test: contracts-check lint unit acceptance bench-smoke ## Run everything: contract gate, lint, unit tests, features, bench smoke
 
 BENCH_ARGS ?=
 BENCH_FLAGS = $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE)) \

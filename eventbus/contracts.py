@@ -1,5 +1,13 @@
-"""The JSON Schemas in contracts/ as validators compiled once, and the event
-types they define (the dataclasses generated from them)."""
+"""The JSON Schemas in contracts/ as validators compiled once, the event
+types they define (the dataclasses generated from them), and their versions.
+
+Writers are strict: a payload they produce must match the current contract
+exactly. Readers are tolerant: they check the fields they know and ignore the
+others, so events of a newer, compatible version still reach them.
+
+Each released version of a contract is frozen in contracts/<name>/v<N>.json;
+the current contract is the latest of them, or the next one if it has changed
+since (see `make contracts-release`)."""
 
 import json
 import re
@@ -47,10 +55,21 @@ def _validator(contract: str):
     return Draft202012Validator(schema(contract), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
-def problems(contract: str, payload: Any) -> list[dict[str, str]]:
-    """Every way `payload` breaks `contract`, each naming the field at fault."""
+def reader_schema(contract_schema: dict[str, Any]) -> dict[str, Any]:
+    """A contract as its readers read it: fields they do not know are let through."""
+    return {key: value for key, value in contract_schema.items() if key != "additionalProperties"}
+
+
+@cache
+def _reader_validator(contract: str):
+    return Draft202012Validator(reader_schema(schema(contract)), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def problems(contract: str, payload: Any, reading: bool = False) -> list[dict[str, str]]:
+    """Every way `payload` breaks `contract` (as a reader sees it, when
+    `reading`), each naming the field at fault."""
     found = []
-    for error in _validator(contract).iter_errors(payload):
+    for error in (_reader_validator if reading else _validator)(contract).iter_errors(payload):
         field = ".".join(str(part) for part in error.absolute_path)
         if error.validator == "required":
             field = re.match(r"'(.*)' is a required property", error.message).group(1)
@@ -65,16 +84,21 @@ def _compiled(contract: str):
     return jsonschema_rs.validator_for(schema(contract), validate_formats=True)
 
 
-def check(contract: str, payload: Any) -> None:
+@cache
+def _compiled_reader(contract: str):
+    return jsonschema_rs.validator_for(reader_schema(schema(contract)), validate_formats=True)
+
+
+def check(contract: str, payload: Any, reading: bool = False) -> None:
     """Raise ContractViolation unless `payload` keeps `contract`.
 
     Every event is checked twice on its way (produced, consumed), so the common
     case must be cheap: a compiled validator (jsonschema-rs, about 1 µs instead
     of 60) passes a good payload; jsonschema, the reference, judges and explains
     any payload the compiled one does not pass."""
-    if _compiled(contract).is_valid(payload):
+    if (_compiled_reader if reading else _compiled)(contract).is_valid(payload):
         return
-    found = problems(contract, payload)
+    found = problems(contract, payload, reading)
     if found:
         raise ContractViolation(contract, found)
 
@@ -86,15 +110,52 @@ def to_payload(event: Event) -> dict[str, Any]:
     return payload
 
 
-def from_payload(contract: str, payload: Any):
-    """The dataclass of `contract` from a JSON object, checked as it arrives.
+def from_payload(contract: str, payload: Any, reading: bool = False):
+    """The dataclass of `contract` from a JSON object, checked as it arrives:
+    strictly (a request), or tolerantly (an event being read): then fields the
+    contract does not know are dropped and never reach the dataclass.
 
     JSON Schema counts 2.0 as an integer; the dataclass gets the int 2."""
-    check(contract, payload)
-    integers = {name for name, field in schema(contract)["properties"].items() if field.get("type") == "integer"}
-    values = {name: int(value) if name in integers else value for name, value in payload.items()}
+    check(contract, payload, reading)
+    fields = schema(contract)["properties"]
+    values = {
+        name: int(value) if fields[name].get("type") == "integer" else value
+        for name, value in payload.items()
+        if name in fields
+    }
     classes = {**EVENT_TYPES, "CreateOrderRequest": CreateOrderRequest}
     return classes[contract](**values)
+
+
+def released(contract_file: Path) -> dict[int, dict[str, Any]]:
+    """The frozen versions of the contract in `contract_file`, by number."""
+    folder = contract_file.with_suffix("")
+    return {int(path.stem[1:]): json.loads(path.read_text()) for path in folder.glob("v[0-9]*.json")}
+
+
+def current_version(contract_file: Path) -> int:
+    """The latest released version, or the next one if the contract changed since."""
+    versions = released(contract_file)
+    latest = max(versions, default=0)
+    unchanged = latest and versions[latest] == json.loads(contract_file.read_text())
+    return latest if unchanged else latest + 1
+
+
+def schema_uri(contract_schema: dict[str, Any], version: int) -> str:
+    """The URI naming one version of a contract: its $id with the version in the path."""
+    return contract_schema["$id"].removesuffix(".json") + f"/v{version}.json"
+
+
+@cache
+def dataschema(contract: str) -> str:
+    """The CloudEvents `dataschema` of events written with the current contract."""
+    return schema_uri(schema(contract), current_version(CONTRACTS_DIR / file_name(contract)))
+
+
+def claimed_version(dataschema_uri: str | None) -> str:
+    """The version an event's `dataschema` claims, for messages: `version 2`."""
+    found = re.search(r"/v(\d+)\.json$", dataschema_uri or "")
+    return f"version {found.group(1)}" if found else "of unknown version"
 
 
 def timestamp() -> str:

@@ -26,6 +26,11 @@ def test_sealed_message_carries_cloudevents_headers():
     assert headers["content-type"] == b"application/json"
 
 
+def test_sealed_message_names_the_contract_version_that_wrote_it():
+    dataschema = seal(ORDER, "orders").headers["ce_dataschema"].decode()
+    assert dataschema == "https://event-driven.example/contracts/order_created/v1.json"
+
+
 def test_sealed_message_is_timed_now_in_utc():
     time = seal(ORDER, "orders").headers["ce_time"].decode()
     assert time.endswith("Z")
@@ -96,3 +101,39 @@ def test_a_payload_that_breaks_its_contract_is_poison_naming_the_field():
 
 def test_a_message_missing_required_cloudevents_headers_is_poison():
     assert "CloudEvent" in poison_reason(headers={"ce_type": b"OrderCreated"})
+
+
+def test_a_reader_ignores_fields_a_newer_version_added():
+    message = seal(ORDER, "orders")
+    newer = message.headers | {"ce_dataschema": b"https://event-driven.example/contracts/order_created/v2.json"}
+    value = json.dumps(asdict(ORDER) | {"coupon": "SPRING", "giftWrap": True}).encode()
+    assert open_message(newer, message.key, value).event == ORDER
+
+
+def test_a_reader_still_checks_every_field_it_needs():
+    value = json.dumps({k: v for k, v in asdict(ORDER).items() if k != "qty"} | {"quantity": 3}).encode()
+    assert "qty" in poison_reason(value=value)
+
+
+def test_a_refused_event_is_named_with_the_version_it_claims():
+    headers = seal(ORDER, "orders").headers | {
+        "ce_dataschema": b"https://event-driven.example/contracts/order_created/v3.json"
+    }
+    reason = poison_reason(headers=headers, value=json.dumps(asdict(ORDER) | {"qty": "many"}).encode())
+    assert reason.startswith("OrderCreated version 3 (https://event-driven.example/contracts/order_created/v3.json)")
+    assert "contracts/order_created/v1.json: qty: 'many' is not of type 'integer'" in reason
+
+
+def test_a_refused_event_without_a_dataschema_says_so():
+    headers = {name: value for name, value in seal(ORDER, "orders").headers.items() if name != "ce_dataschema"}
+    reason = poison_reason(headers=headers, value=json.dumps(asdict(ORDER) | {"qty": 0}).encode())
+    assert reason.startswith("OrderCreated of unknown version (no dataschema)")
+
+
+def test_a_new_major_version_is_skipped_like_an_unknown_type():
+    message = seal(ORDER, "orders")
+    headers = message.headers | {
+        "ce_type": b"OrderCreatedV2",
+        "ce_dataschema": b"https://event-driven.example/contracts/order_created_v2/v1.json",
+    }
+    assert open_message(headers, message.key, b'{"order": {"id": 7}}') is None
