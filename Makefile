@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+NODE_INSTALLED := node_modules/.installed
 CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.dataclass \
 	--disable-timestamp --frozen-dataclasses --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
@@ -22,15 +23,23 @@ $(INSTALLED): pyproject.toml requirements.txt constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
+$(NODE_INSTALLED): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --prefer-offline
+	touch $@
+
 install: $(INSTALLED) ## Create .venv with the pinned dependencies
 	@echo "Dependencies installed in $(VENV)"
 
-generate: $(INSTALLED) ## Generate the dataclasses in generated/ from contracts/
+generate: $(INSTALLED) ## Generate the dataclasses and the AsyncAPI document in generated/ from contracts/
 	rm -rf generated && mkdir generated
 	echo '"""Generated from contracts/ by `make generate`; never edit by hand."""' > generated/__init__.py
 	for schema in contracts/*.json; do \
 	  $(BIN)/datamodel-codegen --input $$schema --output generated/$$(basename $$schema .json).py $(CODEGEN_FLAGS); \
 	done
+	$(BIN)/python -m eventbus.asyncapi generate generated/asyncapi.yaml
+
+docs: $(INSTALLED) $(NODE_INSTALLED) ## Render generated/asyncapi.yaml as build/docs/asyncapi.html (opens offline)
+	$(BIN)/python -m eventbus.asyncapi html build/docs/asyncapi.html
 
 contracts-check: $(INSTALLED) ## Check every contract is compatible with each of its released versions
 	$(BIN)/python -m eventbus.compatibility check
@@ -42,7 +51,7 @@ lint: $(INSTALLED) ## Check style with ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit: $(INSTALLED) ## Run the unit tests (no broker needed)
+unit: $(INSTALLED) $(NODE_INSTALLED) ## Run the unit tests (no broker needed)
 	$(BIN)/pytest -q tests
 
 acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack (or ORDERS_URL's)
