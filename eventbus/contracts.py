@@ -104,8 +104,9 @@ def check(contract: str, payload: Any, reading: bool = False) -> None:
 
 
 def to_payload(event: Event) -> dict[str, Any]:
-    """The event as its contract's JSON object, checked before it leaves."""
-    payload = asdict(event)
+    """The event as its contract's JSON object, checked before it leaves. An
+    optional field left unset (None) is left out, as its contract expects."""
+    payload = {name: value for name, value in asdict(event).items() if value is not None}
     check(type(event).__name__, payload)
     return payload
 

@@ -3,11 +3,10 @@ contract has moved on (a field added, a version or two later) while the running
 billing and notifications still read with the contract they were built with."""
 
 import json
-from dataclasses import asdict
 
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 
-from eventbus.contracts import schema_uri, timestamp
+from eventbus.contracts import schema_uri, timestamp, to_payload
 from eventbus.envelope import seal
 from generated.order_created import OrderCreated
 
@@ -25,7 +24,7 @@ def announce(bootstrap_servers: str, order_id: int, changes: dict, version: int,
         "ce_type": event_type.encode(),
         "ce_dataschema": schema_uri(contract, version).encode(),
     }
-    value = json.dumps(asdict(order) | changes).encode()
+    value = json.dumps(to_payload(order) | changes).encode()
     producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
     try:
         sent = producer.send(TOPIC, key=message.key, value=value, headers=list(headers.items())).get(timeout=30)
