@@ -25,7 +25,7 @@ CLOUDEVENTS_HEADERS = {
     "ce_id": ("Unique per event; a re-published copy keeps it (consumers deduplicate on it).", {}),
     "ce_source": ("The producing service.", {"enum": ["orders", "billing", "notifications"]}),
     "ce_type": ("The event type, the title of its contract.", {}),
-    "ce_dataschema": ("The contract version that wrote the event: contracts/<name>/v<N>.json.", {"format": "uri"}),
+    "ce_dataschema": ("The contract version that wrote the event: `contracts/<name>/v<N>.json`.", {"format": "uri"}),
     "ce_time": ("When the event was produced, RFC 3339.", {"format": "date-time"}),
     "ce_subject": ("The orderId.", {}),
     "content-type": ("The payload's media type.", {"const": "application/json"}),
@@ -91,7 +91,7 @@ def document() -> dict[str, Any]:
             "description": (
                 "Orders, payments and emails on Apache Kafka. Every event is CloudEvents 1.0 in Kafka binary mode: "
                 "the metadata in ce_* headers, the value exactly the payload of its contract. Each contract keeps "
-                "every released version compatible both ways (contracts/<name>/v<N>.json); readers ignore fields "
+                "every released version compatible both ways (`contracts/<name>/v<N>.json`); readers ignore fields "
                 "they do not know. A message no consumer can process goes to the dead-letter topic."
             ),
         },

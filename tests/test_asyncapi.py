@@ -4,6 +4,8 @@ themselves, its headers are the ones on the wire, and its page opens offline."""
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,34 @@ def test_the_page_inlines_its_script_and_style():
     markup = re.sub(r"<(script|style)>.*?</\1>", "", page, flags=re.DOTALL)
     assert not re.search(r"(src|href)=", markup)
     assert '"title": "OrderCreated"' in page.replace('\\"', '"')  # the contract itself, inlined
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium to open the page")
+def test_the_page_renders_the_document_with_the_network_cut_off(tmp_path):
+    page = tmp_path / "asyncapi.html"
+    page.write_text(asyncapi.html(DOCUMENT))
+    offline = "--host-resolver-rules=MAP * ~NOTFOUND"  # any name lookup fails: nothing can come from a CDN
+    shown = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            offline,
+            "--virtual-time-budget=5000",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    rendered = re.sub(r"<script>.*?</script>", "", shown, flags=re.DOTALL)
+    for text in (
+        "orders.events.dlq",
+        "sendOrderCreated",
+        "dlq_reason",
+        "https://event-driven.example/contracts/order_created.json",
+    ):
+        assert text in rendered, text
