@@ -34,7 +34,7 @@ from typing import Any
 
 import jsoncompat
 
-from eventbus.contracts import CONTRACTS_DIR, current_version, reader_schema, released
+from eventbus.versions import CONTRACTS_DIR, current_version, reader_schema, released
 
 REQUESTS = {"CreateOrderRequest"}  # read by the orders API, strictly; every other contract is an event
 ANNOTATIONS = {"description", "examples", "title", "$comment", "default", "$id", "$schema"}

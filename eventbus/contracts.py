@@ -3,29 +3,23 @@ types they define (the dataclasses generated from them), and their versions.
 
 Writers are strict: a payload they produce must match the current contract
 exactly. Readers are tolerant: they check the fields they know and ignore the
-others, so events of a newer, compatible version still reach them.
-
-Each released version of a contract is frozen in contracts/<name>/v<N>.json;
-the current contract is the latest of them, or the next one if it has changed
-since (see `make contracts-release`)."""
+others, so events of a newer, compatible version still reach them."""
 
 import json
 import re
 from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator
 
+from eventbus.versions import CONTRACTS_DIR, current_version, reader_schema, schema_uri
 from generated.create_order_request import CreateOrderRequest
 from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
-
-CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
 
 Event = OrderCreated | PaymentCaptured | EmailSent
 EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (OrderCreated, PaymentCaptured, EmailSent)}
@@ -53,11 +47,6 @@ def schema(contract: str) -> dict[str, Any]:
 @cache
 def _validator(contract: str):
     return Draft202012Validator(schema(contract), format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-
-def reader_schema(contract_schema: dict[str, Any]) -> dict[str, Any]:
-    """A contract as its readers read it: fields they do not know are let through."""
-    return {key: value for key, value in contract_schema.items() if key != "additionalProperties"}
 
 
 @cache
@@ -128,35 +117,10 @@ def from_payload(contract: str, payload: Any, reading: bool = False):
     return classes[contract](**values)
 
 
-def released(contract_file: Path) -> dict[int, dict[str, Any]]:
-    """The frozen versions of the contract in `contract_file`, by number."""
-    folder = contract_file.with_suffix("")
-    return {int(path.stem[1:]): json.loads(path.read_text()) for path in folder.glob("v[0-9]*.json")}
-
-
-def current_version(contract_file: Path) -> int:
-    """The latest released version, or the next one if the contract changed since."""
-    versions = released(contract_file)
-    latest = max(versions, default=0)
-    unchanged = latest and versions[latest] == json.loads(contract_file.read_text())
-    return latest if unchanged else latest + 1
-
-
-def schema_uri(contract_schema: dict[str, Any], version: int) -> str:
-    """The URI naming one version of a contract: its $id with the version in the path."""
-    return contract_schema["$id"].removesuffix(".json") + f"/v{version}.json"
-
-
 @cache
 def dataschema(contract: str) -> str:
     """The CloudEvents `dataschema` of events written with the current contract."""
     return schema_uri(schema(contract), current_version(CONTRACTS_DIR / file_name(contract)))
-
-
-def claimed_version(dataschema_uri: str | None) -> str:
-    """The version an event's `dataschema` claims, for messages: `version 2`."""
-    found = re.search(r"/v(\d+)\.json$", dataschema_uri or "")
-    return f"version {found.group(1)}" if found else "of unknown version"
 
 
 def timestamp() -> str:

@@ -9,7 +9,7 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_binary, to_binary
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from eventbus import contracts, tracing
+from eventbus import contracts, tracing, versions
 
 _FORMAT = JSONFormat()
 
@@ -86,6 +86,6 @@ def _refusal(cloud_event: CloudEvent, violation: contracts.ContractViolation) ->
     event_type, claimed = cloud_event.get_type(), cloud_event.get_dataschema()
     listed = "; ".join(f"{p['field']}: {p['message']}" for p in violation.problems)
     return (
-        f"{event_type} {contracts.claimed_version(claimed)} ({claimed or 'no dataschema'}) is refused by this "
+        f"{event_type} {versions.claimed_version(claimed)} ({claimed or 'no dataschema'}) is refused by this "
         f"reader's {event_type} contract, {contracts.dataschema(event_type)}: {listed}"
     )

@@ -6,8 +6,9 @@ import json
 
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 
-from eventbus.contracts import schema_uri, timestamp, to_payload
+from eventbus.contracts import timestamp, to_payload
 from eventbus.envelope import seal
+from eventbus.versions import schema_uri
 from generated.order_created import OrderCreated
 
 TOPIC = "orders.events"

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from eventbus import compatibility, contracts
+from eventbus import compatibility, versions
 
 BASE = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -195,7 +195,7 @@ def test_every_version_released_is_checked_not_only_the_latest():
 @pytest.fixture
 def scratch(tmp_path):
     """A copy of contracts/ to edit."""
-    shutil.copytree(contracts.CONTRACTS_DIR, tmp_path / "contracts")
+    shutil.copytree(versions.CONTRACTS_DIR, tmp_path / "contracts")
     return tmp_path / "contracts"
 
 
@@ -204,7 +204,7 @@ def write(path, schema):
 
 
 def test_the_contracts_in_the_repository_pass_the_gate():
-    problems, pairs = compatibility.check(contracts.CONTRACTS_DIR)
+    problems, pairs = compatibility.check(versions.CONTRACTS_DIR)
     assert problems == [] and pairs >= 4
 
 
@@ -222,12 +222,12 @@ def test_release_freezes_a_changed_contract_as_its_next_version(scratch):
     schema = json.loads((scratch / "order_created.json").read_text())
     schema["properties"]["coupon"] = {"description": "A coupon code.", "type": "string"}
     write(scratch / "order_created.json", schema)
-    assert contracts.current_version(scratch / "order_created.json") == 2
+    assert versions.current_version(scratch / "order_created.json") == 2
 
     assert compatibility.main(["release", "--contracts", str(scratch)]) == 0
 
     assert json.loads((scratch / "order_created" / "v2.json").read_text()) == schema
-    assert contracts.current_version(scratch / "order_created.json") == 2
+    assert versions.current_version(scratch / "order_created.json") == 2
     assert compatibility.check(scratch)[0] == []
 
 

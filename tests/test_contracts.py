@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from jsonschema import Draft202012Validator
 
-from eventbus import contracts
+from eventbus import contracts, versions
 from generated.order_created import OrderCreated
 
 CONTRACT_FILES = sorted(contracts.CONTRACTS_DIR.glob("*.json"))
@@ -92,12 +92,12 @@ def test_a_request_is_read_strictly():
 def test_the_current_version_is_the_latest_release_or_the_next_one(tmp_path):
     current = tmp_path / "order_created.json"
     current.write_text(json.dumps(contracts.schema("OrderCreated")))
-    assert contracts.current_version(current) == 1
+    assert versions.current_version(current) == 1
     (tmp_path / "order_created").mkdir()
     (tmp_path / "order_created" / "v1.json").write_text(current.read_text())
-    assert contracts.current_version(current) == 1
+    assert versions.current_version(current) == 1
     current.write_text(json.dumps(contracts.schema("OrderCreated") | {"description": "Changed."}))
-    assert contracts.current_version(current) == 2
+    assert versions.current_version(current) == 2
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_the_current_version_is_the_latest_release_or_the_next_one(tmp_path):
     ],
 )
 def test_the_version_an_event_claims(uri, said):
-    assert contracts.claimed_version(uri) == said
+    assert versions.claimed_version(uri) == said
 
 
 def test_a_timestamp_that_is_not_rfc_3339_is_named():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from behave import given, then, when
 
-from eventbus.contracts import CONTRACTS_DIR
+from eventbus.versions import CONTRACTS_DIR
 from features.driver import wait_until
 from features.newer_orders import announce, read_past
 
