@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     problems, pairs = check(args.contracts)
     if problems:
         print("\n".join(problems), file=sys.stderr)
-        print(f"contracts-check: {len(problems)} incompatible change(s); nothing released", file=sys.stderr)
+        outcome = "; nothing released" if args.command == "release" else ""
+        print(f"contracts-check: {len(problems)} problem(s) with the contracts{outcome}", file=sys.stderr)
         return 1
     if args.command == "release":
         made = release(args.contracts)
