@@ -92,7 +92,7 @@ class Broker:
         if not (data / "meta.properties").exists():
             _run(
                 [
-                    *self._java("kafka.tools.StorageTool"),
+                    *self._java("kafka.tools.StorageTool", "-XX:TieredStopAtLevel=1"),  # a short run: no optimising JIT
                     "format",
                     "-t",
                     _cluster_id(),
@@ -105,9 +105,10 @@ class Broker:
     def command(self) -> list[str]:
         return [*self._java("kafka.Kafka"), str(self.home / "server.properties")]
 
-    def _java(self, main_class: str) -> list[str]:
+    def _java(self, main_class: str, *options: str) -> list[str]:
         return [
             "java",
+            *options,
             f"-Xms{self.heap}",
             f"-Xmx{self.heap}",
             "-XX:+UseG1GC",

@@ -1,5 +1,6 @@
 """Starting, closing, killing and stopping `make run`, and what is left after."""
 
+import json
 import os
 import socket
 import sys
@@ -12,6 +13,12 @@ from features.faults import charges_and_emails
 from features.lifecycle import Terminal, alive, post_order, wait_until_gone
 
 STOP_WITHIN = 15.0
+
+
+def record(context, seconds: float) -> None:
+    """Keep how long the stack took to go, for the run's report."""
+    with open(context.place.home.parent / "stop-times.jsonl", "a") as report:
+        report.write(json.dumps({"scenario": context.scenario.name, "gone_after_s": round(seconds, 1)}) + "\n")
 
 
 def start(context, **env: str) -> Terminal:
@@ -50,7 +57,7 @@ def step_kill(context, target):
 @then("no process of the stack is left after {seconds:d} seconds")
 def step_none_left(context, seconds):
     assert len(context.before) == 6, f"make, the supervisor, Kafka and 3 services: {context.before}"
-    wait_until_gone(context.before, seconds)
+    record(context, wait_until_gone(context.before, seconds))
 
 
 @when("a second make run starts {where}")
@@ -159,8 +166,7 @@ def step_ctrl_c(context):
 
 @then("everything has stopped within {seconds:d} seconds")
 def step_stopped_within(context, seconds):
-    took = wait_until_gone(context.before, seconds)
-    print(f"stopped in {took:.1f}s")
+    record(context, wait_until_gone(context.before, seconds))
 
 
 @then("every order is charged once and emailed once")
