@@ -29,12 +29,14 @@ def stop_on_signals(stop: threading.Event, *signums: int) -> None:
     between two bytecodes of the main thread, which may hold the very lock that
     Event.set() takes, and a second signal (a second Ctrl-C; a dying parent's
     SIGTERM, sent once per thread it had) then deadlocks. The C-level handler
-    writes to a pipe instead, and a thread that reads it sets `stop`."""
+    writes to a pipe instead, and a thread that reads it sets `stop`. A signal
+    this process was told to ignore (nohup's SIGHUP, say) stays ignored."""
     read, write = os.pipe()
     os.set_blocking(write, False)
     signal.set_wakeup_fd(write)
     for signum in signums:
-        signal.signal(signum, lambda *_: None)
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, lambda *_: None)
 
     def wait_for_signal() -> None:
         os.read(read, 1)
