@@ -1,6 +1,6 @@
 """The whole stack as processes: settings checked, folder and ports claimed,
 then Kafka, the topics and the services, each start step reported on one line.
-It stops in order (services, then Kafka) within STOP_WITHIN seconds."""
+It stops in order (services, then Kafka) within 15 seconds."""
 
 import os
 import shutil
@@ -23,8 +23,7 @@ from services.orders.service import read_settings as orders_settings
 
 SERVICES = {"orders": orders_settings, "billing": billing_settings, "notifications": notifications_settings}
 SERVICE_GRACE = 5.0  # seconds a service gets after SIGTERM (it stops within 4, Kafka or not)
-BROKER_GRACE = 8.0  # then Kafka; so the whole stack stops within STOP_WITHIN
-STOP_WITHIN = 15.0
+BROKER_GRACE = 8.0  # then Kafka's: the whole stack stops within 15
 KEEP = ("stack.lock", "pids.json")  # what a fresh start does not wipe
 
 

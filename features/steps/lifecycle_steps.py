@@ -12,8 +12,6 @@ from features.driver import Driver, wait_until
 from features.faults import charges_and_emails
 from features.lifecycle import Terminal, alive, post_order, wait_until_gone
 
-STOP_WITHIN = 15.0
-
 
 def record(context, seconds: float) -> None:
     """Keep how long the stack took to go, for the run's report."""
