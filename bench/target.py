@@ -2,7 +2,6 @@
 stack named by ORDERS_URL and KAFKA_BOOTSTRAP_SERVERS, as for the features."""
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,8 +117,7 @@ def open_target(say) -> Iterator[Target]:
     if os.environ.get("ORDERS_URL"):
         yield Target(os.environ["ORDERS_URL"], os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
         return
-    shutil.rmtree(LOCAL.home, ignore_errors=True)
-    stack = Stack(LOCAL, echo=False)
+    stack = Stack(LOCAL, echo=False, fresh=True)
     say(f"starting a local stack in {LOCAL.home} (Kafka :{LOCAL.kafka_port}, orders :{LOCAL.orders_port})")
     try:
         stack.start()

@@ -1,9 +1,9 @@
 """A single-node KRaft Apache Kafka broker from the official jars on Maven Central."""
 
 import base64
-import logging
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -12,11 +12,12 @@ from pathlib import Path
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from devstack import StartFailed
+from devstack.supervisor import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = (ROOT / "kafka" / "VERSION").read_text().strip()
 LIBS = ROOT / ".cache" / "kafka" / VERSION / "libs"
-
-log = logging.getLogger("devstack")
 
 LOG4J2 = """\
 status = warn
@@ -30,30 +31,45 @@ logger.started.name = kafka.server.KafkaRaftServer
 logger.started.level = INFO
 logger.broker.name = kafka.server.BrokerLifecycleManager
 logger.broker.level = INFO
+# Expected on a first start and at shutdown, not worth a warning on a developer's screen:
+logger.activation.name = org.apache.kafka.controller.QuorumController
+logger.activation.level = ERROR
+logger.closing.name = org.apache.kafka.clients.NetworkClient
+logger.closing.level = ERROR
 """
 
 
-def fetch() -> Path:
-    """Download the broker and its dependencies with Maven, once."""
+def fetch() -> bool:
+    """Download the broker and its dependencies with Maven, once; True when it did.
+    Maven's own output is shown only when it fails."""
     done = LIBS / ".complete"
-    if not done.exists():
-        print(f"Fetching Apache Kafka {VERSION} from Maven Central into {LIBS} ...", flush=True)
-        shutil.rmtree(LIBS, ignore_errors=True)
-        subprocess.run(
-            [
-                "mvn",
-                "-q",
-                "-B",
-                "-f",
-                str(ROOT / "kafka" / "pom.xml"),
-                f"-Dkafka.version={VERSION}",
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={LIBS}",
-            ],
-            check=True,
-        )
-        done.touch()
-    return LIBS
+    if done.exists():
+        return False
+    shutil.rmtree(LIBS, ignore_errors=True)
+    _run(
+        [
+            "mvn",
+            "--batch-mode",
+            "--quiet",
+            "--no-transfer-progress",
+            "-Dstyle.color=never",
+            "-f",
+            str(ROOT / "kafka" / "pom.xml"),
+            f"-Dkafka.version={VERSION}",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={LIBS}",
+        ],
+        f"fetching Apache Kafka {VERSION} with Maven",
+    )
+    done.touch()
+    return True
+
+
+def _run(command: list[str], what: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, preexec_fn=die_with_parent)
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).strip().splitlines()
+        raise StartFailed(f"{what} failed (exit code {done.returncode}): " + " / ".join(output[-5:]))
 
 
 @dataclass(frozen=True)
@@ -69,31 +85,30 @@ class Broker:
 
     def prepare(self) -> None:
         """Write the configuration and format the storage on first start."""
-        fetch()
         data = self.home / "data"
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "server.properties").write_text(self._properties(data))
         (self.home / "log4j2.properties").write_text(LOG4J2)
         if not (data / "meta.properties").exists():
-            subprocess.run(
+            _run(
                 [
-                    *self._java("kafka.tools.StorageTool"),
+                    *self._java("kafka.tools.StorageTool", "-XX:TieredStopAtLevel=1"),  # a short run: no optimising JIT
                     "format",
                     "-t",
                     _cluster_id(),
                     "-c",
                     str(self.home / "server.properties"),
                 ],
-                check=True,
-                stdout=subprocess.DEVNULL,
+                "formatting Kafka's storage",
             )
 
     def command(self) -> list[str]:
         return [*self._java("kafka.Kafka"), str(self.home / "server.properties")]
 
-    def _java(self, main_class: str) -> list[str]:
+    def _java(self, main_class: str, *options: str) -> list[str]:
         return [
             "java",
+            *options,
             f"-Xms{self.heap}",
             f"-Xmx{self.heap}",
             "-XX:+UseG1GC",
@@ -128,32 +143,37 @@ class Broker:
             ]
         )
 
-    def wait_ready(self, timeout: float = 90) -> None:
-        """Poll until the broker answers an admin request, or fail at the deadline."""
+    def wait_ready(self, stopping: threading.Event, timeout: float = 180) -> bool:
+        """Poll until the broker answers an admin request; False if `stopping` is set first."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 KafkaAdminClient(
                     bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000, bootstrap_timeout_ms=2000
                 ).close()
-                return
+                return True
             except KafkaError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"Kafka at {self.bootstrap_servers} not ready after {timeout}s") from None
-                time.sleep(0.5)
+                    raise StartFailed(
+                        f"Kafka at {self.bootstrap_servers} did not answer within {timeout:.0f}s"
+                    ) from None
+                if stopping.wait(0.5):
+                    return False
 
-    def ensure_topics(self, topics: dict[str, int]) -> None:
-        """Create each topic with its partition count unless it exists."""
+    def ensure_topics(self, topics: dict[str, int]) -> list[str]:
+        """Create each topic with its partition count unless it exists; the created ones."""
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        created = []
         try:
             for name, partitions in topics.items():
                 try:
                     admin.create_topics([NewTopic(name, partitions, 1)])
-                    log.info("Created topic %s with %d partitions", name, partitions)
+                    created.append(name)
                 except TopicAlreadyExistsError:
                     pass
         finally:
             admin.close()
+        return created
 
 
 def _cluster_id() -> str:

@@ -1,14 +1,34 @@
-"""The whole stack as processes: Kafka first, then topics, then the services."""
+"""The whole stack as processes: settings checked, folder and ports claimed,
+then Kafka, the topics and the services, each start step reported on one line.
+It stops in order (services, then Kafka) within 15 seconds."""
 
+import os
+import shutil
+import signal
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.kafka import Broker
+from devstack import StartFailed, claim
+from devstack.kafka import LIBS, VERSION, Broker, fetch
 from devstack.supervisor import Supervisor
-from eventbus.settings import env, env_int
+from eventbus.settings import Env, SettingError
+from services.billing.service import read_settings as billing_settings
+from services.notifications.service import read_settings as notifications_settings
+from services.orders.service import read_settings as orders_settings
+
+SERVICES = {"orders": orders_settings, "billing": billing_settings, "notifications": notifications_settings}
+SERVICE_GRACE = 5.0  # seconds a service gets after SIGTERM (it stops within 4, Kafka or not)
+BROKER_GRACE = 8.0  # then Kafka's: the whole stack stops within 15
+KEEP = ("stack.lock", "pids.json")  # what a fresh start does not wipe
+
+
+class Interrupted(Exception):
+    """Asked to stop while starting."""
 
 
 @dataclass(frozen=True)
@@ -21,15 +41,20 @@ class StackConfig:
     replicas: int = 1
 
     @classmethod
-    def from_env(cls) -> "StackConfig":
-        return cls(
-            home=Path(env("STACK_DIR", str(cls.home))),
-            kafka_port=env_int("KAFKA_PORT", cls.kafka_port),
-            controller_port=env_int("KAFKA_CONTROLLER_PORT", cls.controller_port),
-            orders_port=env_int("ORDERS_PORT", cls.orders_port),
-            partitions=env_int("PARTITIONS", cls.partitions),
-            replicas=env_int("REPLICAS", cls.replicas),
+    def from_env(cls, env: Env) -> "StackConfig":
+        config = cls(
+            home=env.folder("STACK_DIR", str(cls.home)),
+            kafka_port=env.port("KAFKA_PORT", cls.kafka_port),
+            controller_port=env.port("KAFKA_CONTROLLER_PORT", cls.controller_port),
+            orders_port=env.port("ORDERS_PORT", cls.orders_port),
+            partitions=env.whole("PARTITIONS", cls.partitions, 1, 1000),
+            replicas=env.whole("REPLICAS", cls.replicas, 1, 16),
         )
+        if config.controller_port in (config.kafka_port, config.orders_port):
+            raise SettingError("KAFKA_CONTROLLER_PORT", str(config.controller_port), "a port of its own")
+        if config.orders_port == config.kafka_port:
+            raise SettingError("ORDERS_PORT", str(config.orders_port), "a port other than KAFKA_PORT's")
+        return config
 
     @property
     def orders_url(self) -> str:
@@ -41,32 +66,54 @@ class StackConfig:
 
 
 class Stack:
-    def __init__(self, config: StackConfig, echo: bool = True):
+    def __init__(self, config: StackConfig, echo: bool = True, fresh: bool = False):
+        """`fresh` starts from empty data (the test and bench stacks)."""
         self.config = config
+        self.fresh = fresh
         self.broker = Broker(config.home / "kafka", config.kafka_port, config.controller_port)
-        self.supervisor = Supervisor(config.log_dir, echo)
+        self.supervisor = Supervisor(config.log_dir, echo, pid_file=config.home / "pids.json")
+        self.stopping = threading.Event()
+        self._lock = None
 
     def start(self) -> None:
-        say = self.supervisor.say
-        say(f"starting Apache Kafka on {self.broker.bootstrap_servers}")
-        self.broker.prepare()
-        self.supervisor.start("kafka", self.broker.command())
-        self.broker.wait_ready()
-        self.broker.ensure_topics({"orders.events": self.config.partitions, "orders.events.dlq": 1})
-        say("Kafka is ready; starting the services")
-        for service, name in self.processes():
-            self.start_process(service, name)
-        self._wait_for_orders()
-        say(f"orders listens on {self.config.orders_url} (Ctrl-C stops everything)")
+        """Raises SettingError or StartFailed (before anything runs when it can),
+        Interrupted when `stopping` is set meanwhile. Call stop() in any case."""
+        self.check_settings(Env())
+        self._lock = claim.lock_folder(self.config.home)
+        began = time.monotonic()
+        left = claim.stop_leftovers(self.config.home / "pids.json")
+        if self.fresh:
+            self._wipe()
+        if left is not None:
+            self._report_leftovers(left, time.monotonic() - began)
+        claim.check_ports(
+            {
+                self.config.kafka_port: "Kafka",
+                self.config.controller_port: "Kafka's controller",
+                self.config.orders_port: "orders",
+            },
+            "run this stack on other ports: KAFKA_PORT=.. KAFKA_CONTROLLER_PORT=.. ORDERS_PORT=.. make run",
+        )
+        self._step("fetch", self._fetch)
+        self._step("broker", self._start_broker)
+        self._step("topics", self._create_topics)
+        self._step("services", self._start_services)
 
-    def start_process(self, service: str, name: str) -> None:
-        env = {
+    def check_settings(self, env: Env) -> None:
+        """Each service's settings, read as the service will read them."""
+        for service, name in self.processes():
+            SERVICES[service](Env({**env.environ, **self.service_env(name)}))
+
+    def service_env(self, name: str) -> dict[str, str]:
+        return {
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "DATA_DIR": str(self.config.home / "data"),
             "HTTP_PORT": str(self.config.orders_port),
             "CONSUMER_INSTANCE_ID": name,
         }
-        self.supervisor.start(name, [sys.executable, "-m", f"services.{service}"], env)
+
+    def start_process(self, service: str, name: str) -> None:
+        self.supervisor.start(name, [sys.executable, "-m", f"services.{service}"], self.service_env(name))
 
     def processes(self) -> list[tuple[str, str]]:
         """(service, process name) pairs: orders once, the consumers `replicas` times."""
@@ -76,6 +123,56 @@ class Stack:
             pairs += [(service, service if count == 1 else f"{service}-{n}") for n in range(1, count + 1)]
         return pairs
 
+    def stop(self) -> None:
+        """Services first, all at once, then Kafka; each killed if it overruns its grace."""
+        self.stopping.set()
+        if self._lock is None:
+            return
+        began, running = time.monotonic(), bool(self.supervisor.children)
+        self.supervisor.stop([name for name in self.supervisor.children if name != "kafka"], SERVICE_GRACE)
+        self.supervisor.stop(list(self.supervisor.children), BROKER_GRACE)
+        if running:
+            self.supervisor.say(f"stop: everything stopped ({time.monotonic() - began:.1f}s)")
+        self.supervisor.close()
+        self._lock.close()
+        self._lock = None
+
+    def _step(self, name: str, run: Callable[[], str]) -> None:
+        """Run one start step and report it: `<step>: <what it did> (<seconds>s)`."""
+        if self.stopping.is_set():
+            raise Interrupted
+        began = time.monotonic()
+        what = run()
+        self.supervisor.say(f"{name}: {what} ({time.monotonic() - began:.1f}s)")
+
+    def _fetch(self) -> str:
+        where = _shown(LIBS.parent)
+        if fetch():
+            return f"Apache Kafka {VERSION} from Maven Central into {where}"
+        return f"Apache Kafka {VERSION} already in {where}"
+
+    def _start_broker(self) -> str:
+        self.broker.prepare()
+        self.supervisor.start("kafka", self.broker.command(), orphan_signal=signal.SIGKILL)
+        if not self.broker.wait_ready(self.stopping):
+            raise Interrupted
+        return f"Apache Kafka {VERSION} on {self.broker.bootstrap_servers}"
+
+    def _create_topics(self) -> str:
+        topics = {"orders.events": self.config.partitions, "orders.events.dlq": 1}
+        created = self.broker.ensure_topics(topics)
+        if not created:
+            return f"{' and '.join(topics)} already there"
+        return "created " + ", ".join(
+            f"{name} ({topics[name]} partition{'s' * (topics[name] > 1)})" for name in created
+        )
+
+    def _start_services(self) -> str:
+        for service, name in self.processes():
+            self.start_process(service, name)
+        self._wait_for_orders()
+        return f"{', '.join(name for _, name in self.processes())}; orders answers on {self.config.orders_url}"
+
     def _wait_for_orders(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while True:
@@ -84,8 +181,30 @@ class Stack:
                     return
             except OSError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"orders not healthy at {self.config.orders_url} after {timeout}s") from None
-                time.sleep(0.2)
+                    raise StartFailed(
+                        f"orders did not answer on {self.config.orders_url} within {timeout:.0f}s;"
+                        f" see {self.config.log_dir / 'orders.log'}"
+                    ) from None
+                if self.stopping.wait(0.2):
+                    raise Interrupted from None
 
-    def stop(self) -> None:
-        self.supervisor.stop()
+    def _report_leftovers(self, left: list[str], seconds: float) -> None:
+        home = self.config.home
+        if left:
+            what = f"stopped {', '.join(left)}, left running in {home} by a stack that was killed"
+        else:
+            what = f"the last stack in {home} was killed; none of its processes was left running"
+        self.supervisor.say(f"cleanup: {what} ({seconds:.1f}s)")
+
+    def _wipe(self) -> None:
+        for path in self.config.home.iterdir():
+            if path.name not in KEEP:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
+    try:
+        return str(path.relative_to(os.getcwd()))
+    except ValueError:
+        return str(path)

@@ -90,9 +90,11 @@ class Relay:
         """Something was committed to the outbox: publish it now."""
         self._wake.set()
 
-    def join(self, timeout: float) -> None:
+    def join(self, timeout: float) -> bool:
+        """Wait for the relay to finish after `stop`; False if it is still busy."""
         self._wake.set()
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         producer = connect(lambda: make_producer(self._settings), self._stop, "the outbox relay")
@@ -119,7 +121,7 @@ class Relay:
         if self._hold_lease():
             self._publish_batch_before_exit(producer)
             self._release_lease()
-        producer.close(timeout=5)
+        producer.close(timeout=1)
 
     def _hold_lease(self) -> bool:
         """Take or renew the lease; False while another live relay holds it.

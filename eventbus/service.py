@@ -2,8 +2,10 @@
 in a thread, until SIGTERM or SIGINT asks them to finish what they are doing."""
 
 import logging
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from kafka.errors import KafkaError
@@ -18,6 +20,29 @@ from eventbus.store import Store
 from eventbus.tracing import configure_logging
 
 log = logging.getLogger(__name__)
+STOP_WITHIN = 4.0  # seconds from SIGTERM to exit, whatever Kafka does; `make run` waits 5
+CLOSE_TIMEOUT_MS = 1_000  # for the consumer's goodbye to the broker
+
+
+def stop_on_signals(stop: threading.Event, *signums: int) -> None:
+    """Set `stop` when one of `signums` arrives. Not from a Python handler: it runs
+    between two bytecodes of the main thread, which may hold the very lock that
+    Event.set() takes, and a second signal (a second Ctrl-C; a dying parent's
+    SIGTERM, sent once per thread it had) then deadlocks. The C-level handler
+    writes to a pipe instead, and a thread that reads it sets `stop`. A signal
+    this process was told to ignore (nohup's SIGHUP, say) stays ignored."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write)
+    for signum in signums:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, lambda *_: None)
+
+    def wait_for_signal() -> None:
+        os.read(read, 1)
+        stop.set()
+
+    threading.Thread(target=wait_for_signal, name="signals", daemon=True).start()
 
 
 class Service:
@@ -43,8 +68,7 @@ class Service:
 
     def run(self, serve: Callable[[], None] | None = None, close: Callable[[], None] = lambda: None):
         """Run until signalled; `serve` (an HTTP server, say) runs beside the consumer."""
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stop.set())
+        stop_on_signals(self.stop, signal.SIGTERM, signal.SIGINT)
         self.relay.start()
         consumer = threading.Thread(target=self._consume, name="consumer")
         consumer.start()
@@ -54,12 +78,25 @@ class Service:
         while not self.stop.wait(1.0):
             pass
         log.info("%s stopping", self.settings.service)
+        deadline = time.monotonic() + STOP_WITHIN
         close()
-        consumer.join(30)
-        self.relay.join(10)
+        consumer.join(max(0.0, deadline - time.monotonic()))
+        if not self.relay.join(max(0.0, deadline - time.monotonic())) or consumer.is_alive():
+            self._exit_now()
         log.info("%s stopped", self.settings.service)
         if self.crashed:
             raise SystemExit(1)
+
+    def _exit_now(self) -> None:
+        """Kafka did not answer in time. Leave as a crash would, which loses
+        nothing: unsent outbox rows go out on the next start, and the work since
+        the last offset commit is redone, idempotently."""
+        log.warning(
+            "%s stopped without waiting longer for Kafka: unsent events go out on the next start",
+            self.settings.service,
+        )
+        logging.shutdown()
+        os._exit(1 if self.crashed else 0)
 
     def _heartbeat(self) -> None:
         health.beat(self.settings.data_dir / f"{self.settings.instance or self.settings.service}.alive")
@@ -85,4 +122,4 @@ class Service:
                 self.crashed = True
                 self.stop.set()
             finally:
-                consumer.close(autocommit=False)
+                consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)

@@ -1,20 +1,118 @@
-"""The one way to read configuration: environment variables with defaults."""
+"""The one way to read configuration: environment variables with defaults, each
+checked where it is read, so that a bad value stops the start with one line
+naming the variable, the value and what is expected."""
 
 import os
+import re
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+EX_CONFIG = 78  # sysexits.h's "configuration error": a supervisor does not restart it
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+NAME = r"[A-Za-z0-9._-]{1,249}"  # Kafka's rule for topic names and group instance ids
+HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"  # a host name or an IPv4 address
+IPV6 = r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
+T = TypeVar("T")
 
 
-def env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+class SettingError(ValueError):
+    """A setting that cannot be used; its message is the one line the user sees."""
+
+    def __init__(self, name: str, value: str, expected: str):
+        super().__init__(f"{name} must be {expected}, got {value!r}")
+
+
+class Env:
+    """Reads settings from an environment: the process's own, or the one a
+    process is about to be started with (so `make run` checks them first)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        self.environ = os.environ if environ is None else environ
+
+    def raw(self, name: str, default: str) -> str:
+        return self.environ.get(name) or default
+
+    def text(self, name: str, default: str, pattern: str = r".*", expected: str = "") -> str:
+        value = self.raw(name, default)
+        if not re.fullmatch(pattern, value):
+            raise SettingError(name, value, expected)
+        return value
+
+    def whole(self, name: str, default: int, minimum: int = 0, maximum: int | None = None, expected: str = "") -> int:
+        value = self.raw(name, str(default))
+        number = int(value) if re.fullmatch(r"[0-9]+", value) else None
+        if number is None or number < minimum or (maximum is not None and number > maximum):
+            raise SettingError(name, value, expected or _whole_number(minimum, maximum))
+        return number
+
+    def port(self, name: str, default: int) -> int:
+        return self.whole(name, default, 1, 65535, "a TCP port number from 1 to 65535")
+
+    def fraction(self, name: str, default: float, expected: str) -> float:
+        """A number from 0 up to, not including, 1."""
+        value = self.raw(name, str(default))
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not 0 <= number < 1:
+            raise SettingError(name, value, expected)
+        return number
+
+    def whole_pairs(self, name: str, expected: str) -> dict[int, int]:
+        """`2=150,7=250` as {2: 150, 7: 250}."""
+        value = self.raw(name, "").replace(" ", "")
+        if value and not re.fullmatch(r"[0-9]+=[0-9]+(,[0-9]+=[0-9]+)*,?", value):
+            raise SettingError(name, value, expected)
+        pairs = (pair.split("=") for pair in value.split(",") if pair)
+        return {int(key): int(number) for key, number in pairs}
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(name, default)
+        if value.upper() not in choices:
+            raise SettingError(name, value, f"one of {', '.join(choices)}")
+        return value.upper()
+
+    def servers(self, name: str, default: str) -> str:
+        """Kafka's bootstrap list: host:port pairs separated by commas."""
+        value = self.raw(name, default)
+        for entry in value.split(","):
+            found = re.fullmatch(rf"(?:{HOST}|\[{IPV6}\]):([0-9]{{1,5}})", entry.strip())
+            if not found or not 1 <= int(found[1]) <= 65535:
+                raise SettingError(name, value, "host:port pairs separated by commas, such as '127.0.0.1:9092'")
+        return value
+
+    def folder(self, name: str, default: str) -> Path:
+        """A folder this user can create and write in."""
+        value = self.raw(name, default)
+        path = Path(value).absolute()
+        existing = next(parent for parent in (path, *path.parents) if parent.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise SettingError(name, value, "a folder this user can write in")
+        return Path(value)
+
+
+def checked(read: Callable[[Env], T]) -> T:
+    """Read settings at start. A bad one ends the process with its line on stderr
+    and EX_CONFIG, no traceback: restarting would only fail the same way."""
+    try:
+        return read(Env())
+    except SettingError as error:
+        print(error, file=sys.stderr, flush=True)
+        raise SystemExit(EX_CONFIG) from None
+
+
+def _whole_number(minimum: int, maximum: int | None) -> str:
+    if maximum is not None:
+        return f"a whole number from {minimum} to {maximum}"
+    return "a whole number" if minimum == 0 else f"a whole number, at least {minimum}"
 
 
 def env_int(name: str, default: int) -> int:
-    return int(env(name, str(default)))
-
-
-def env_float(name: str, default: float) -> float:
-    return float(env(name, str(default)))
+    return Env().whole(name, default)
 
 
 @dataclass(frozen=True)
@@ -30,15 +128,17 @@ class Settings:
     instance: str | None = None
 
     @classmethod
-    def from_env(cls, service: str) -> "Settings":
+    def from_env(cls, service: str, env: Env | None = None) -> "Settings":
+        env = env or Env()
+        topic = "a Kafka topic name: letters, digits, '.', '_' or '-'"
         return cls(
             service=service,
-            bootstrap_servers=env("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
-            topic=env("EVENTS_TOPIC", cls.topic),
-            dead_letter_topic=env("DEAD_LETTER_TOPIC", cls.dead_letter_topic),
-            data_dir=Path(env("DATA_DIR", str(cls.data_dir))),
-            log_level=env("LOG_LEVEL", cls.log_level),
-            instance=os.environ.get("CONSUMER_INSTANCE_ID") or None,
+            bootstrap_servers=env.servers("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
+            topic=env.text("EVENTS_TOPIC", cls.topic, NAME, topic),
+            dead_letter_topic=env.text("DEAD_LETTER_TOPIC", cls.dead_letter_topic, NAME, topic),
+            data_dir=env.folder("DATA_DIR", str(cls.data_dir)),
+            log_level=env.choice("LOG_LEVEL", cls.log_level, LOG_LEVELS),
+            instance=env.text("CONSUMER_INSTANCE_ID", "", f"|{NAME}", "letters, digits, '.', '_' or '-'") or None,
         )
 
     def database(self, name: str | None = None) -> Path:

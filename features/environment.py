@@ -7,6 +7,7 @@ name it: ORDERS_URL, KAFKA_BOOTSTRAP_SERVERS and SERVICE_LOGS (a folder of
 <service>.log files, or a command with {service} in it).
 """
 
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -17,6 +18,9 @@ from devstack.stack import Stack, StackConfig
 from eventbus.settings import env_int
 from features.driver import Driver, Logs
 from features.faults import Faults
+from features.lifecycle import Place, kill_all
+
+LIFECYCLE_PLACES = itertools.count(1)  # each @lifecycle scenario gets a folder and ports of its own
 
 # -- FIXTURES --
 
@@ -31,16 +35,30 @@ def local_stack(context):
         orders_port=15002 + offset,
         replicas=2,
     )
-    shutil.rmtree(config.home, ignore_errors=True)
     os.environ.setdefault(
         "MAILER_FAILURE_RATE", "0.2"
     )  # the services inherit it: one send in five fails, and is retried
-    stack = Stack(config, echo=False)
+    stack = Stack(config, echo=False, fresh=True)
     try:
         stack.start()
         yield stack
     finally:
         stack.stop()
+
+
+@fixture
+def lifecycle_place(context, number: int):
+    """A data folder and ports for one @lifecycle scenario; whatever it started is
+    killed afterwards, should the scenario have failed before it stopped it."""
+    context.place = Place.number(number, env_int("PORT_OFFSET", 0))
+    shutil.rmtree(context.place.home, ignore_errors=True)
+    context.terminals, context.processes, context.cleanups, context.orders = [], [], [], []
+    yield context.place
+    for terminal in context.terminals:
+        context.processes += terminal.processes()
+    kill_all(context.processes + list(context.place.children().values()))
+    for cleanup in context.cleanups:
+        cleanup()
 
 
 @fixture
@@ -74,3 +92,8 @@ def before_scenario(context, scenario):
             scenario.skip("fault injection needs the local stack, which this run did not start")
             return
         context.faults.kills = {}
+    if "lifecycle" in scenario.effective_tags:
+        if os.environ.get("ORDERS_URL"):
+            scenario.skip("the lifecycle of make run is shown on local stacks, not on the one named by ORDERS_URL")
+            return
+        use_fixture(lifecycle_place, context, next(LIFECYCLE_PLACES))

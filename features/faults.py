@@ -113,19 +113,22 @@ class Faults:
         return None
 
     def charges_and_emails(self, order_ids: list[int]) -> dict[int, tuple[int, int]]:
-        """Per order: charges in billing's ledger, emails in the mailer's mailbox."""
-        charges = self._count(
-            "billing.db", "SELECT key, COUNT(*) FROM processed WHERE handler = 'billing.charge' GROUP BY key"
-        )
-        emails = self._count("mailbox.db", "SELECT orderId, COUNT(*) FROM mailbox GROUP BY orderId")
-        return {order_id: (charges.get(str(order_id), 0), emails.get(str(order_id), 0)) for order_id in order_ids}
-
-    def _count(self, database: str, query: str) -> dict[str, int]:
-        path = Path(self.stack.config.home) / "data" / database
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
-            return {str(key): count for key, count in db.execute(query)}
+        return charges_and_emails(Path(self.stack.config.home), order_ids)
 
     def record(self, figures: dict) -> None:
         """Keep the figures of each fault scenario for the run's report."""
         with open(Path(self.stack.config.home) / "fault-figures.jsonl", "a") as report:
             report.write(json.dumps(figures) + "\n")
+
+
+def charges_and_emails(home: Path, order_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per order: charges in billing's ledger, emails in the mailer's mailbox,
+    read from the data of the stack in `home`."""
+
+    def count(database: str, query: str) -> dict[str, int]:
+        with sqlite3.connect(f"file:{home / 'data' / database}?mode=ro", uri=True, timeout=10) as db:
+            return {str(key): number for key, number in db.execute(query)}
+
+    charges = count("billing.db", "SELECT key, COUNT(*) FROM processed WHERE handler = 'billing.charge' GROUP BY key")
+    emails = count("mailbox.db", "SELECT orderId, COUNT(*) FROM mailbox GROUP BY orderId")
+    return {order_id: (charges.get(str(order_id), 0), emails.get(str(order_id), 0)) for order_id in order_ids}

@@ -2,9 +2,10 @@
 
 import logging
 
+from eventbus.settings import Env
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
-from services.billing.service import PriceTable, capture_payment, handlers
+from services.billing.service import PriceTable, capture_payment, handlers, read_settings
 
 TS = "2026-11-27T10:00:00.000Z"
 NOW = "2026-11-27T10:00:01.000Z"
@@ -23,13 +24,13 @@ def test_the_briefs_example_order_costs_100():
     assert capture_payment(order(), PriceTable(), NOW).amount == 100
 
 
-def test_prices_are_parsed_from_item_equals_price_pairs():
-    prices = PriceTable.parse(100, "2=150,7=250")
-    assert (prices.unit_price(2), prices.unit_price(7), prices.unit_price(3)) == (150, 250, 100)
+def test_prices_are_read_from_unit_price_and_item_equals_price_pairs():
+    _, prices = read_settings(Env({"UNIT_PRICE": "90", "ITEM_PRICES": "2=150, 7=250"}))
+    assert (prices.unit_price(2), prices.unit_price(7), prices.unit_price(3)) == (150, 250, 90)
 
 
 def test_no_overrides_means_the_default_price_for_every_item():
-    assert PriceTable.parse(100, "") == PriceTable(default=100, by_item={})
+    assert read_settings(Env({}))[1] == PriceTable(default=100, by_item={})
 
 
 def test_billing_charges_once_per_order_id():

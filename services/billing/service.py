@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from eventbus.consumer import Handler
 from eventbus.contracts import timestamp
 from eventbus.service import Service
-from eventbus.settings import Settings, env, env_int
+from eventbus.settings import Env, Settings, checked
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
 
@@ -20,12 +20,6 @@ class PriceTable:
 
     default: int = 100
     by_item: dict[int, int] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, default: int, overrides: str) -> "PriceTable":
-        """`overrides` looks like "2=150,7=250" (itemId=unit price)."""
-        pairs = (pair.split("=") for pair in overrides.split(",") if pair.strip())
-        return cls(default, {int(item): int(price) for item, price in pairs})
 
     def unit_price(self, item_id: int) -> int:
         return self.by_item.get(item_id, self.default)
@@ -47,6 +41,14 @@ def handlers(prices: PriceTable, clock: Callable[[], str] = timestamp) -> dict[t
     return {OrderCreated: Handler(charge, once_per=lambda order: order.orderId, on_duplicate=skip)}
 
 
+def read_settings(env: Env) -> tuple[Settings, PriceTable]:
+    prices = PriceTable(
+        env.whole("UNIT_PRICE", 100, expected="a whole number of minor units"),
+        env.whole_pairs("ITEM_PRICES", "itemId=unit price pairs separated by commas, such as '2=150,7=250'"),
+    )
+    return Settings.from_env("billing", env), prices
+
+
 def main() -> None:
-    prices = PriceTable.parse(env_int("UNIT_PRICE", 100), env("ITEM_PRICES", ""))
-    Service(Settings.from_env("billing"), handlers(prices)).run()
+    settings, prices = checked(read_settings)
+    Service(settings, handlers(prices)).run()

@@ -3,14 +3,14 @@
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from sqlite_utils import Database
 
 from eventbus.consumer import Handler, Rejected, TransientError
 from eventbus.contracts import timestamp
 from eventbus.service import Service
-from eventbus.settings import Settings, env, env_float
+from eventbus.settings import HOST, Env, Settings, checked
 from eventbus.store import Store
 from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
@@ -78,7 +78,21 @@ def handlers(mailer: LogMailer, domain: str, clock: Callable[[], str] = timestam
     }
 
 
+@dataclass(frozen=True)
+class MailSettings:
+    domain: str = "test.com"
+    failure_rate: float = 0.0
+
+
+def read_settings(env: Env) -> tuple[Settings, MailSettings]:
+    mail = MailSettings(
+        domain=env.text("EMAIL_DOMAIN", MailSettings.domain, HOST, "a domain name, such as test.com"),
+        failure_rate=env.fraction("MAILER_FAILURE_RATE", MailSettings.failure_rate, "a number from 0 up to 1 (not 1)"),
+    )
+    return Settings.from_env("notifications", env), mail
+
+
 def main() -> None:
-    settings = Settings.from_env("notifications")
-    mailer = LogMailer(Store(settings.database("mailbox")), env_float("MAILER_FAILURE_RATE", 0.0))
-    Service(settings, handlers(mailer, env("EMAIL_DOMAIN", "test.com")), create_tables).run()
+    settings, mail = checked(read_settings)
+    mailer = LogMailer(Store(settings.database("mailbox")), mail.failure_rate)
+    Service(settings, handlers(mailer, mail.domain), create_tables).run()

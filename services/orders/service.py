@@ -11,7 +11,7 @@ from eventbus import outbox
 from eventbus.consumer import Handler
 from eventbus.contracts import timestamp
 from eventbus.service import Service
-from eventbus.settings import Settings, env, env_int
+from eventbus.settings import HOST, IPV6, Env, Settings, checked
 from generated.create_order_request import CreateOrderRequest
 from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
@@ -106,15 +106,30 @@ def track(event: OrderCreated | PaymentCaptured | EmailSent, tx: Database) -> li
 HANDLERS = {event_type: Handler(track) for event_type in (OrderCreated, PaymentCaptured, EmailSent)}
 
 
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 5002
+    max_body_bytes: int = 16 * 1024
+
+
+def read_settings(env: Env) -> tuple[Settings, HttpSettings]:
+    http = HttpSettings(
+        host=env.text("HTTP_HOST", HttpSettings.host, f"{HOST}|{IPV6}", "a host name or IP address, such as 127.0.0.1"),
+        port=env.port("HTTP_PORT", HttpSettings.port),
+        max_body_bytes=env.whole("MAX_BODY_BYTES", HttpSettings.max_body_bytes, 1, expected="a whole number of bytes"),
+    )
+    return Settings.from_env("orders", env), http
+
+
 def main() -> None:
-    service = Service(Settings.from_env("orders"), HANDLERS, create_tables)
+    settings, http = checked(read_settings)
+    service = Service(settings, HANDLERS, create_tables)
     app = make_app(
         place=lambda request: place_order(service, request),
         find=lambda order_id: find_order(service, order_id),
         pending=lambda: outbox.pending(service.store.db()),
-        max_body_bytes=env_int("MAX_BODY_BYTES", 16 * 1024),
+        max_body_bytes=http.max_body_bytes,
     )
-    server = waitress.create_server(
-        app, host=env("HTTP_HOST", "127.0.0.1"), port=env_int("HTTP_PORT", 5002), threads=4, ident="orders"
-    )
+    server = waitress.create_server(app, host=http.host, port=http.port, threads=4, ident="orders")
     service.run(serve=server.run, close=server.close)
