@@ -12,10 +12,13 @@ import shutil
 from pathlib import Path
 
 from behave import fixture, use_fixture
+from behave.model_core import Status
 
 from devstack.stack import Stack, StackConfig
 from eventbus.settings import env_int
+from features.browser import SCREENSHOTS, chromium
 from features.driver import Driver, Logs
+from features.evidence import events_table
 from features.faults import Faults
 
 # -- FIXTURES --
@@ -50,10 +53,18 @@ def driver(context, orders_url: str, bootstrap_servers: str, logs: str):
     context.driver.close()
 
 
+@fixture
+def browser(context):
+    context.browser = chromium()
+    yield context.browser
+    context.browser.quit()
+
+
 # -- HOOKS --
 
 
 def before_all(context):
+    context.spec = next((f for f in context._runner.formatters if f.name == "html-pretty"), None)
     if os.environ.get("ORDERS_URL"):
         use_fixture(
             driver,
@@ -68,9 +79,32 @@ def before_all(context):
     context.faults = Faults(stack, context.driver)
 
 
+def before_tag(context, tag):
+    if tag == "browser":
+        use_fixture(browser, context)
+
+
 def before_scenario(context, scenario):
+    context.events_before = context.driver.topic.count()
     if "faults" in scenario.effective_tags:
         if not hasattr(context, "faults"):
             scenario.skip("fault injection needs the local stack, which this run did not start")
             return
         context.faults.kills = {}
+
+
+def after_step(context, step):
+    if step.status == Status.failed and hasattr(context, "browser"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"failed-{context.scenario.name[:60].replace(' ', '-')}.png"
+        context.browser.save_screenshot(str(path))
+        print(f"screenshot of the failure: {path}")
+
+
+def after_scenario(context, scenario):
+    """Attach to the spec report the events that reached the topics while the scenario ran."""
+    if context.spec is None:
+        return
+    events = context.driver.topic.since(context.events_before)
+    caption = f"Events on the topics while this scenario ran: {len(events)}"
+    context.spec.embed("text/html", events_table(events) if events else "none", caption)
