@@ -49,6 +49,7 @@ def local_stack(context):
 @fixture
 def driver(context, orders_url: str, bootstrap_servers: str, logs: str):
     context.driver = Driver(orders_url, bootstrap_servers, Logs(logs))
+    context.driver.topic.caught_up()  # what was on the topics before the run is no scenario's doing
     yield context.driver
     context.driver.close()
 
