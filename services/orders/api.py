@@ -113,8 +113,8 @@ def _with_status(row: dict) -> dict:
 
 def timeline(row: dict) -> dict:
     """The order's trace and each hop of its chain with the milliseconds it took:
-    accepted (stored by orders), created (its OrderCreated read back from the
-    topic), paid, emailed. A hop not reached yet has no time."""
+    accepted (stored by orders), created (Kafka acknowledged its OrderCreated),
+    paid, emailed. A hop not reached yet has no time."""
     times = {"accepted": row["ts"], "created": row["onTopic"], "paid": row["paid"], "emailed": row["emailed"]}
     hops, previous = [], None
     for step, at in times.items():

@@ -47,7 +47,6 @@ def create_tables(db: Database) -> None:
         {
             "orderId": int,
             "created": str,
-            "onTopic": str,
             "paid": str,
             "amount": int,
             "emailed": str,
@@ -83,7 +82,7 @@ def _next_order_id(tx: Database) -> int:
 
 
 ORDER_WITH_CHAIN = (
-    "SELECT o.*, c.created, c.onTopic, c.paid, c.amount, c.emailed, c.[to], c.trace"
+    "SELECT o.*, c.created, c.paid, c.amount, c.emailed, c.[to], c.trace"
     " FROM orders o LEFT JOIN chain c USING (orderId)"
 )
 
@@ -94,14 +93,22 @@ def find_order(service: Service, order_id: int) -> dict | None:
 
 
 def latest_orders(service: Service, limit: int) -> list[dict]:
-    """The orders placed last, newest first, each with its chain."""
-    return list(service.store.db().query(f"{ORDER_WITH_CHAIN} ORDER BY o.ts DESC, o.orderId DESC LIMIT ?", [limit]))
+    """The orders placed last, newest first, each with its chain and `onTopic`:
+    when Kafka acknowledged its first OrderCreated, which the outbox keeps."""
+    on_topic = "SELECT MIN(sent_at) FROM outbox WHERE topic = ? AND key = CAST(CAST(latest.orderId AS TEXT) AS BLOB)"
+    return list(
+        service.store.db().query(
+            f"SELECT *, ({on_topic}) AS onTopic FROM ({ORDER_WITH_CHAIN} ORDER BY o.ts DESC, o.orderId DESC LIMIT ?)"
+            " AS latest",
+            [service.settings.topic, limit],
+        )
+    )
 
 
-def chain_step(event: OrderCreated | PaymentCaptured | EmailSent, seen_at: str) -> dict:
-    """The columns of the order's chain status that `event`, read at `seen_at`, fills in."""
+def chain_step(event: OrderCreated | PaymentCaptured | EmailSent) -> dict:
+    """The columns of the order's chain status that `event` fills in."""
     if isinstance(event, OrderCreated):
-        return {"created": event.ts, "onTopic": seen_at}
+        return {"created": event.ts}
     if isinstance(event, PaymentCaptured):
         return {"paid": event.ts, "amount": event.amount}
     return {"emailed": event.ts, "to": event.to}
@@ -109,7 +116,7 @@ def chain_step(event: OrderCreated | PaymentCaptured | EmailSent, seen_at: str) 
 
 def track(event: OrderCreated | PaymentCaptured | EmailSent, tx: Database) -> list:
     """Record the step of the chain that `event` shows, and the order's trace; the first one seen wins."""
-    step = chain_step(event, timestamp()) | {"trace": tracing.current_trace_id()}
+    step = chain_step(event) | {"trace": tracing.current_trace_id()}
     tx.execute("INSERT OR IGNORE INTO chain (orderId) VALUES (?)", [event.orderId])
     columns = ", ".join(f"[{name}] = COALESCE([{name}], ?)" for name in step)
     tx.execute(f"UPDATE chain SET {columns} WHERE orderId = ?", [*step.values(), event.orderId])

@@ -3,6 +3,11 @@
 // without a reload.
 "use strict";
 
+// Order ids go up to 2^63, past what a JavaScript number holds exactly: keep them as written.
+function readJson(text) {
+  return JSON.parse(text, (key, value, context) => (key === "orderId" && context ? context.source : value));
+}
+
 function element(tag, attributes, ...children) {
   const node = document.createElement(tag);
   Object.assign(node, attributes);
@@ -25,14 +30,15 @@ function orderItem(order) {
     element("span", {}, order.chain.to || "no email yet"),
     element("span", { className: "trace" }, `trace ${order.traceId || "-"}`));
   const chain = element("div", { className: "chain" }, ...order.timeline.map(hop));
-  return element("li", { className: "order", id: `order-${order.orderId}`, dataset: { status: order.status } },
-    summary, chain);
+  const item = element("li", { className: "order", id: `order-${order.orderId}` }, summary, chain);
+  item.dataset.status = order.status;
+  return item;
 }
 
 async function refresh() {
   try {
     const response = await fetch("/orders?limit=10", { cache: "no-store" });
-    const { orders } = await response.json();
+    const { orders } = readJson(await response.text());
     document.getElementById("orders").replaceChildren(...orders.map(orderItem));
     document.getElementById("empty").hidden = orders.length > 0;
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -50,7 +56,7 @@ async function placeOrder(event) {
   const response = await fetch("/orders", {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
   });
-  const answer = await response.json();
+  const answer = readJson(await response.text());
   result.className = response.ok ? "" : "error";
   const problems = (answer.problems || []).map((p) => `${p.field}: ${p.message}`).join("; ");
   result.textContent = response.ok ? `Order ${answer.orderId} accepted` : [answer.error, problems].join(" ");
