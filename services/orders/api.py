@@ -22,6 +22,7 @@ MAX_ORDER_ID = 2**63 - 1  # SQLite's largest integer
 MAX_LIST = 100
 PAGE = Path(__file__).parent / "page"
 STEPS = ("created", "paid", "emailed")
+CAUSE = {"created": "accepted", "paid": "accepted", "emailed": "paid"}  # what each hop's time is counted from
 
 
 def make_app(
@@ -112,15 +113,16 @@ def _with_status(row: dict) -> dict:
 
 
 def timeline(row: dict) -> dict:
-    """The order's trace and each hop of its chain with the milliseconds it took:
-    accepted (stored by orders), created (Kafka acknowledged its OrderCreated),
-    paid, emailed. A hop not reached yet has no time."""
+    """The order's trace and each hop of its chain with the milliseconds it took
+    since the step that caused it: created when Kafka acknowledged the
+    OrderCreated to orders' relay; paid, counted from acceptance, since billing
+    may read the event before that acknowledgment reaches orders; emailed, from
+    the payment. A hop not reached yet has no time."""
     times = {"accepted": row["ts"], "created": row["onTopic"], "paid": row["paid"], "emailed": row["emailed"]}
-    hops, previous = [], None
+    hops = []
     for step, at in times.items():
-        took = _milliseconds(previous, at) if previous and at else None
-        hops.append({"step": step, "at": at, "tookMs": took})
-        previous = at
+        start = times.get(CAUSE.get(step, ""))
+        hops.append({"step": step, "at": at, "tookMs": _milliseconds(start, at) if start and at else None})
     return {"traceId": row["trace"], "timeline": hops}
 
 
