@@ -83,9 +83,11 @@ class TopicWatcher:
             return len(self._all)
 
     def since(self, count: int) -> list[Seen]:
-        """The messages, on both topics, read after the first `count`."""
+        """The messages, on both topics, read after the first `count`, less those
+        about orders seen before them: the rest of an earlier scenario's work."""
         with self._lock:
-            return self._all[count:]
+            earlier = {seen.key for seen in self._all[:count] if seen.key is not None}
+            return [seen for seen in self._all[count:] if seen.key not in earlier]
 
     def caught_up(self) -> bool:
         """True once everything on the topics at this moment has been read."""

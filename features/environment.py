@@ -103,9 +103,9 @@ def after_step(context, step):
 
 
 def after_scenario(context, scenario):
-    """Attach to the spec report the events that reached the topics while the scenario ran."""
+    """Attach to the spec report the events the scenario caused on the topics."""
     if context.spec is None:
         return
     events = context.driver.topic.since(context.events_before)
-    caption = f"Events on the topics while this scenario ran: {len(events)}"
+    caption = f"Events this scenario caused on the topics: {len(events)}"
     context.spec.embed("text/html", events_table(events) if events else "none", caption)
