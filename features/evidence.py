@@ -24,7 +24,7 @@ def events_table(messages: list[Seen]) -> str:
             if len(messages) > MAX_ROWS:
                 with tr():
                     td(f"... and {len(messages) - MAX_ROWS} more", colspan=len(COLUMNS))
-    return events.render()
+    return events.render(pretty=False)
 
 
 def _row(message: Seen) -> None:
