@@ -8,7 +8,7 @@ from dominate.tags import code, table, tbody, td, th, thead, tr
 
 from devstack.topic import Seen
 
-MAX_ROWS = 100  # a fault scenario places hundreds of orders; the first ones tell the story
+MAX_ROWS = 100  # a fault scenario places hundreds of orders: its dead letters and first events tell the story
 COLUMNS = ("type", "key", "ce_id", "trace id", "payload")
 
 
@@ -19,12 +19,23 @@ def events_table(messages: list[Seen]) -> str:
                 for name in COLUMNS:
                     th(name, style="text-align: left; padding: 2px 8px")
         with tbody():
-            for message in messages[:MAX_ROWS]:
+            for message in shown(messages):
                 _row(message)
             if len(messages) > MAX_ROWS:
                 with tr():
                     td(f"... and {len(messages) - MAX_ROWS} more", colspan=len(COLUMNS))
     return events.render(pretty=False)
+
+
+def shown(messages: list[Seen]) -> list[Seen]:
+    """At most MAX_ROWS of the messages, in the order they came: every dead letter
+    (up to the limit), then the first of the others."""
+    if len(messages) <= MAX_ROWS:
+        return messages
+    dead = [message for message in messages if message.reason is not None][:MAX_ROWS]
+    others = [message for message in messages if message.reason is None][: MAX_ROWS - len(dead)]
+    kept = {id(message) for message in dead + others}
+    return [message for message in messages if id(message) in kept]
 
 
 def _row(message: Seen) -> None:
