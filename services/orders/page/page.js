@@ -53,13 +53,18 @@ async function placeOrder(event) {
   const result = document.getElementById("form-result");
   const body = Object.fromEntries(["userId", "itemId", "qty"].map(
     (name) => [name, Number(form.elements[name].value)]));
-  const response = await fetch("/orders", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
-  const answer = readJson(await response.text());
-  result.className = response.ok ? "" : "error";
-  const problems = (answer.problems || []).map((p) => `${p.field}: ${p.message}`).join("; ");
-  result.textContent = response.ok ? `Order ${answer.orderId} accepted` : [answer.error, problems].join(" ");
+  try {
+    const response = await fetch("/orders", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    const answer = readJson(await response.text());
+    result.className = response.ok ? "" : "error";
+    const problems = (answer.problems || []).map((p) => `${p.field}: ${p.message}`).join("; ");
+    result.textContent = response.ok ? `Order ${answer.orderId} accepted` : [answer.error, problems].join(" ");
+  } catch (error) {
+    result.className = "error";
+    result.textContent = `orders is not answering (${error.message})`;
+  }
   refresh();
 }
 
