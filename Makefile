@@ -12,7 +12,8 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--disable-timestamp --frozen-dataclasses --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
-.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance test run kafka clean lock up down logs compose-test bench bench-smoke
+.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance spec test run tail kafka \
+	clean lock up down logs compose-test browser-test bench bench-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -54,11 +55,27 @@ lint: $(INSTALLED) ## Check style with ruff
 unit: $(INSTALLED) $(NODE_INSTALLED) ## Run the unit tests (no broker needed)
 	$(BIN)/pytest -q tests
 
-acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack (or ORDERS_URL's)
+SPEC := .run/spec
+REPORTS := -f html-pretty -o $(SPEC)/index.html -f pretty --junit --junit-directory $(SPEC)/junit
+
+acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack (or ORDERS_URL's); writes the spec report
+	$(BIN)/python -m devstack fetch
+	rm -rf $(SPEC) && mkdir -p $(SPEC)
+	status=0; $(BIN)/python -m behave $(REPORTS) features | tee .run/acceptance.log || status=$$?; \
+	sed -n 's/^\([0-9]*\) scenarios passed, /acceptance: \1 passed, /p' .run/acceptance.log; \
+	echo "Living spec: $(CURDIR)/$(SPEC)/index.html (JUnit XML in $(SPEC)/junit/)"; exit $$status
+
+spec: acceptance ## Run the features and write the living spec: one HTML page with each scenario's events
+
+browser-test: $(INSTALLED) ## Follow an order placed on the order page in headless Chromium (installs it if missing)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "browser-test: installing Debian's chromium and chromium-driver"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	fi
 	$(BIN)/python -m devstack fetch
 	mkdir -p .run
-	$(BIN)/python -m behave features | tee .run/acceptance.log
-	@sed -n 's/^\([0-9]*\) scenarios passed, /acceptance: \1 passed, /p' .run/acceptance.log
+	$(BIN)/python -m behave --tags=@browser features
 
 test: contracts-check lint unit acceptance bench-smoke ## Run everything: contract gate, lint, unit tests, features, bench smoke
 
@@ -74,6 +91,9 @@ bench-smoke: $(INSTALLED) ## A short benchmark run that only checks the benchmar
 
 run: $(INSTALLED) ## Start Kafka and the three services in the foreground (Ctrl-C stops)
 	$(BIN)/python -m devstack run
+
+tail: $(INSTALLED) ## Show the events on the topics live (ORDER=42 TYPE=PaymentCaptured FROM=beginning; Ctrl-C stops)
+	$(BIN)/python -m devstack.tail $(if $(ORDER),--order $(ORDER)) $(if $(TYPE),--type $(TYPE)) $(if $(FROM),--from $(FROM))
 
 up: ## Build and start the stack under Docker Compose (orders on 127.0.0.1:5002)
 	docker compose up --build --detach --wait

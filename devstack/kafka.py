@@ -94,8 +94,7 @@ class Broker:
                 [
                     *self._java("kafka.tools.StorageTool", "-XX:TieredStopAtLevel=1"),  # a short run: no optimising JIT
                     "format",
-                    "-t",
-                    _cluster_id(),
+                    f"--cluster-id={_cluster_id()}",  # one joined argument: an id may start with "-"
                     "-c",
                     str(self.home / "server.properties"),
                 ],

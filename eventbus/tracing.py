@@ -24,6 +24,11 @@ def trace_id(traceparent: str | None) -> str | None:
     return traceparent.split("-")[1] if valid(traceparent) else None
 
 
+def current_trace_id() -> str | None:
+    """The trace the running code belongs to, if any."""
+    return trace_id(_current.get())
+
+
 def child_traceparent() -> str:
     """A new span in the current trace (or a new trace when there is none)."""
     return new_traceparent(trace_id(_current.get()))

@@ -3,7 +3,9 @@ reads every event on the topics, and the services' logs. Steps stay thin over it
 
 import json
 import random
+import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -15,7 +17,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-TOPICS = ("orders.events", "orders.events.dlq")
+from devstack.topic import TOPICS, Seen, partitions, reader, seen
+
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -23,26 +26,6 @@ DEFAULT_TIMEOUT = 30.0
 class Reply:
     status: int
     body: dict
-
-
-@dataclass(frozen=True)
-class Seen:
-    """One message read from a topic."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    headers: dict[str, str]
-    payload: dict | None
-
-    @property
-    def type(self) -> str | None:
-        return self.headers.get("ce_type")
-
-    @property
-    def id(self) -> str | None:
-        return self.headers.get("ce_id")
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = DEFAULT_TIMEOUT):
@@ -67,12 +50,7 @@ class TopicWatcher:
         self._all: list[Seen] = []
         self._next_offset: dict[TopicPartition, int] = {}
         self._stop = threading.Event()
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-        partitions = [
-            TopicPartition(topic, p) for topic in TOPICS for p in self._consumer.partitions_for_topic(topic) or ()
-        ]
-        self._consumer.assign(partitions)
-        self._consumer.seek_to_beginning()
+        self._consumer = reader(bootstrap_servers)
         self._thread = threading.Thread(target=self._read, name="topic-watcher", daemon=True)
         self._thread.start()
 
@@ -81,9 +59,9 @@ class TopicWatcher:
             for partition, records in self._consumer.poll(timeout_ms=200).items():
                 with self._lock:
                     for record in records:
-                        seen = _seen(record)
-                        self._all.append(seen)
-                        self._by_key[seen.key].append(seen)
+                        message = seen(record)
+                        self._all.append(message)
+                        self._by_key[message.key].append(message)
                         self._next_offset[partition] = record.offset + 1
 
     def close(self) -> None:
@@ -99,12 +77,23 @@ class TopicWatcher:
         with self._lock:
             return [seen for seen in self._all if seen.topic == topic]
 
+    def count(self) -> int:
+        """How many messages, on both topics, have been read so far."""
+        with self._lock:
+            return len(self._all)
+
+    def since(self, count: int) -> list[Seen]:
+        """The messages, on both topics, read after the first `count`, less those
+        about orders seen before them: the rest of an earlier scenario's work."""
+        with self._lock:
+            earlier = {seen.key for seen in self._all[:count] if seen.key is not None}
+            return [seen for seen in self._all[count:] if seen.key not in earlier]
+
     def caught_up(self) -> bool:
         """True once everything on the topics at this moment has been read."""
         probe = KafkaConsumer(bootstrap_servers=self._bootstrap)
         try:
-            partitions = [TopicPartition(t, p) for t in TOPICS for p in probe.partitions_for_topic(t) or ()]
-            ends = probe.end_offsets(partitions)
+            ends = probe.end_offsets(partitions(probe, TOPICS))
         finally:
             probe.close()
         return wait_until(
@@ -117,14 +106,38 @@ class TopicWatcher:
             return self._next_offset.get(partition, 0)
 
 
-def _seen(record) -> Seen:
-    headers = {name: value.decode(errors="replace") for name, value in record.headers or []}
-    try:
-        payload = json.loads(record.value)
-    except (TypeError, ValueError):
-        payload = None
-    key = record.key.decode(errors="replace") if record.key else None
-    return Seen(record.topic, record.partition, record.offset, key, headers, payload)
+class Tail:
+    """`make tail` running as a process, its output collected line by line."""
+
+    def __init__(self, bootstrap_servers: str, *options: str):
+        command = [sys.executable, "-m", "devstack.tail", "--bootstrap-servers", bootstrap_servers, *options]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, name="tail-output", daemon=True)
+        self._reader.start()
+        wait_until(lambda: any(line.startswith("Watching") for line in self.lines), "the tail is watching")
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def line_with(self, *words: str) -> str:
+        return wait_until(
+            lambda: next((line for line in self.lines if all(word in line.split() for word in words)), None),
+            f"the tail shows a line with {words}",
+        )
+
+    def interrupt(self, timeout: float = DEFAULT_TIMEOUT) -> int:
+        """Ctrl-C: the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout)
+        self._reader.join(timeout)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 class Logs:

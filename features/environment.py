@@ -13,10 +13,13 @@ import shutil
 from pathlib import Path
 
 from behave import fixture, use_fixture
+from behave.model_core import Status
 
 from devstack.stack import Stack, StackConfig
 from eventbus.settings import env_int
+from features.browser import SCREENSHOTS, chromium
 from features.driver import Driver, Logs
+from features.evidence import events_table
 from features.faults import Faults
 from features.lifecycle import Place, kill_all
 
@@ -64,14 +67,23 @@ def lifecycle_place(context, number: int):
 @fixture
 def driver(context, orders_url: str, bootstrap_servers: str, logs: str):
     context.driver = Driver(orders_url, bootstrap_servers, Logs(logs))
+    context.driver.topic.caught_up()  # what was on the topics before the run is no scenario's doing
     yield context.driver
     context.driver.close()
+
+
+@fixture
+def browser(context):
+    context.browser = chromium()
+    yield context.browser
+    context.browser.quit()
 
 
 # -- HOOKS --
 
 
 def before_all(context):
+    context.spec = next((f for f in context._runner.formatters if f.name == "html-pretty"), None)
     if os.environ.get("ORDERS_URL"):
         use_fixture(
             driver,
@@ -86,7 +98,13 @@ def before_all(context):
     context.faults = Faults(stack, context.driver)
 
 
+def before_tag(context, tag):
+    if tag == "browser":
+        use_fixture(browser, context)
+
+
 def before_scenario(context, scenario):
+    context.events_before = context.driver.topic.count()
     if "faults" in scenario.effective_tags:
         if not hasattr(context, "faults"):
             scenario.skip("fault injection needs the local stack, which this run did not start")
@@ -97,3 +115,20 @@ def before_scenario(context, scenario):
             scenario.skip("the lifecycle of make run is shown on local stacks, not on the one named by ORDERS_URL")
             return
         use_fixture(lifecycle_place, context, next(LIFECYCLE_PLACES))
+
+
+def after_step(context, step):
+    if step.status == Status.failed and hasattr(context, "browser"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"failed-{context.scenario.name[:60].replace(' ', '-')}.png"
+        context.browser.save_screenshot(str(path))
+        print(f"screenshot of the failure: {path}")
+
+
+def after_scenario(context, scenario):
+    """Attach to the spec report the events the scenario caused on the topics."""
+    if context.spec is None:
+        return
+    events = context.driver.topic.since(context.events_before)
+    caption = f"Events this scenario caused on the topics: {len(events)}"
+    context.spec.embed("text/html", events_table(events) if events else "none", caption)

@@ -146,10 +146,12 @@ class Response:
 def _call(app, method: str, path: str, body: bytes = b"", content_type: str = "application/json", headers=None):
     environ: dict = {}
     setup_testing_defaults(environ)
+    path, _, query = path.partition("?")
     environ.update(
         {
             "REQUEST_METHOD": method,
             "PATH_INFO": path,
+            "QUERY_STRING": query,
             "CONTENT_TYPE": content_type,
             "CONTENT_LENGTH": str(len(body)),
             "wsgi.input": io.BytesIO(body),

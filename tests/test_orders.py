@@ -2,6 +2,7 @@
 with fake dependencies, and placing and tracking orders in a real store."""
 
 import json
+from urllib.parse import quote
 
 import pytest
 
@@ -12,7 +13,7 @@ from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
 from services.orders import service as orders
-from services.orders.api import make_app
+from services.orders.api import make_app, timeline
 
 TS = "2026-11-27T10:00:00.000Z"
 ORDER = OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts=TS)
@@ -277,3 +278,99 @@ def test_an_order_id_too_large_to_store_is_not_found(call, orders_service):
 def test_placing_an_order_queues_it_for_the_relay(orders_service):
     place(orders_service)
     assert outbox.pending(orders_service.store.db()) == 1
+
+
+# --- the order page and the latest orders ----------------------------------------
+
+LATER = "2026-11-27T10:00:00.250Z"
+
+
+def test_the_timeline_says_how_long_each_hop_took_since_what_caused_it():
+    row = chain_row(created=TS, paid=LATER, emailed="2026-11-27T10:00:00.300Z") | {
+        "onTopic": "2026-11-27T10:00:00.040Z",
+        "trace": "ab" * 16,
+    }
+    assert timeline(row) == {
+        "traceId": "ab" * 16,
+        "timeline": [
+            {"step": "accepted", "at": TS, "tookMs": None},
+            {"step": "created", "at": "2026-11-27T10:00:00.040Z", "tookMs": 40},
+            {"step": "paid", "at": LATER, "tookMs": 250},
+            {"step": "emailed", "at": "2026-11-27T10:00:00.300Z", "tookMs": 50},
+        ],
+    }
+
+
+def test_a_hop_not_reached_yet_has_no_time():
+    row = chain_row(created=TS) | {"onTopic": None, "trace": None}
+    assert [hop["tookMs"] for hop in timeline(row)["timeline"]] == [None, None, None, None]
+
+
+def test_the_latest_orders_come_with_status_and_timeline(call):
+    row = chain_row(created=TS) | {"onTopic": LATER, "trace": "cd" * 16}
+    asked = []
+    app = make_app(place=None, find=dict().get, max_body_bytes=200, latest=lambda n: asked.append(n) or [row])
+    response = call(app, "GET", "/orders?limit=5")
+    assert response.status == 200
+    (order,) = response.json["orders"]
+    assert (order["orderId"], order["status"], order["traceId"]) == (1, "created", "cd" * 16)
+    assert [hop["step"] for hop in order["timeline"]] == ["accepted", "created", "paid", "emailed"]
+    assert asked == [5]
+
+
+def test_ten_orders_are_listed_by_default(call):
+    asked = []
+    app = make_app(place=None, find=dict().get, max_body_bytes=200, latest=lambda n: asked.append(n) or [])
+    assert call(app, "GET", "/orders").json == {"orders": []}
+    assert asked == [10]
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "abc", "-1", "1.5", "²", ""])
+def test_a_bad_limit_answers_400(call, app, limit):
+    response = call(app, "GET", f"/orders?limit={quote(limit)}")
+    assert response.status == 400
+    assert "limit" in response.json["error"]
+
+
+def test_the_order_page_is_served_at_the_root(call, app):
+    response = call(app, "GET", "/")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert 'id="order-form"' in response.text
+
+
+@pytest.mark.parametrize("name", ["page.js", "page.css"])
+def test_the_page_loads_only_its_own_files(call, app, name):
+    response = call(app, "GET", f"/page/{name}")
+    assert response.status == 200
+    assert "http://" not in response.text and "https://" not in response.text
+
+
+def test_a_missing_page_file_answers_404_json(call, app):
+    response = call(app, "GET", "/page/../api.py")
+    assert (response.status, response.json) == (404, {"error": "not found"})
+
+
+def test_tracking_keeps_the_trace_of_the_order(orders_service):
+    place(orders_service, orderId=1)
+    traceparent = tracing.new_traceparent()
+    with tracing.continuing(traceparent), orders_service.store.transaction() as tx:
+        orders.track(ORDER, tx)
+    assert orders.find_order(orders_service, 1)["trace"] == tracing.trace_id(traceparent)
+
+
+def test_the_latest_orders_are_listed_newest_first(orders_service):
+    for _ in range(3):
+        place(orders_service)
+    assert [row["orderId"] for row in orders.latest_orders(orders_service, 2)] == [3, 2]
+
+
+def test_an_order_is_on_the_topic_once_kafka_acknowledged_its_first_order_created(orders_service):
+    place(orders_service, orderId=12)
+    place(orders_service, orderId=1)
+    assert [row["onTopic"] for row in orders.latest_orders(orders_service, 2)] == [None, None]
+    db = orders_service.store.db()
+    db.execute("UPDATE outbox SET sent_at = ? WHERE key = CAST('12' AS BLOB)", [LATER])
+    place(orders_service, orderId=12)  # replayed: a second OrderCreated, not sent yet
+    by_id = {row["orderId"]: row["onTopic"] for row in orders.latest_orders(orders_service, 2)}
+    assert by_id == {12: LATER, 1: None}

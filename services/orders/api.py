@@ -1,4 +1,5 @@
-"""The orders HTTP API (bottle): POST /orders, GET /orders/<id>, GET /health.
+"""The orders HTTP API (bottle): POST /orders, GET /orders/<id>, GET /orders
+(the latest, with their timelines), GET /health, and the order page at /.
 
 Errors are JSON that names the problem; no stack trace ever reaches a client.
 The app gets what it needs as functions, so tests drive it without Kafka.
@@ -6,7 +7,10 @@ The app gets what it needs as functions, so tests drive it without Kafka.
 
 import json
 import logging
+import re
 from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 
 import bottle
 
@@ -15,6 +19,10 @@ from eventbus import contracts, tracing
 log = logging.getLogger("orders")
 STATUS_CODE = {"created": 201, "replayed": 200}
 MAX_ORDER_ID = 2**63 - 1  # SQLite's largest integer
+MAX_LIST = 100
+PAGE = Path(__file__).parent / "page"
+STEPS = ("created", "paid", "emailed")
+CAUSE = {"created": "accepted", "paid": "accepted", "emailed": "paid"}  # what each hop's time is counted from
 
 
 def make_app(
@@ -22,6 +30,7 @@ def make_app(
     find: Callable[[int], dict | None],
     max_body_bytes: int,
     pending: Callable[[], int] = lambda: 0,
+    latest: Callable[[int], list[dict]] = lambda limit: [],
 ) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
 
@@ -42,6 +51,22 @@ def make_app(
         if row is None:
             return _error(404, f"no order {order_id}")
         return _with_status(row)
+
+    @app.get("/orders")
+    def list_orders():
+        """The latest orders, newest first, for the order page."""
+        limit = bottle.request.query.get("limit", "10")
+        if not re.fullmatch(r"[0-9]{1,3}", limit) or not 1 <= int(limit) <= MAX_LIST:
+            return _error(400, f"limit must be a whole number from 1 to {MAX_LIST}")
+        return {"orders": [_with_status(row) | timeline(row) for row in latest(int(limit))]}
+
+    @app.get("/")
+    def page():
+        return bottle.static_file("index.html", root=PAGE)
+
+    @app.get("/page/<name>")
+    def page_file(name: str):
+        return bottle.static_file(name, root=PAGE)
 
     @app.get("/health")
     def health():
@@ -81,11 +106,28 @@ def _read_order_request(max_body_bytes: int):
 
 
 def _with_status(row: dict) -> dict:
-    steps = ("created", "paid", "emailed")
-    reached = [step for step in steps if row[step]]
+    reached = [step for step in STEPS if row[step]]
     order = {name: row[name] for name in ("orderId", "userId", "itemId", "qty", "ts")}
-    chain = {step: row[step] for step in steps} | {"amount": row["amount"], "to": row["to"]}
+    chain = {step: row[step] for step in STEPS} | {"amount": row["amount"], "to": row["to"]}
     return order | {"status": reached[-1] if reached else "accepted", "chain": chain}
+
+
+def timeline(row: dict) -> dict:
+    """The order's trace and each hop of its chain with the milliseconds it took
+    since the step that caused it: created when Kafka acknowledged the
+    OrderCreated to orders' relay; paid, counted from acceptance, since billing
+    may read the event before that acknowledgment reaches orders; emailed, from
+    the payment. A hop not reached yet has no time."""
+    times = {"accepted": row["ts"], "created": row["onTopic"], "paid": row["paid"], "emailed": row["emailed"]}
+    hops = []
+    for step, at in times.items():
+        start = times.get(CAUSE.get(step, ""))
+        hops.append({"step": step, "at": at, "tookMs": _milliseconds(start, at) if start and at else None})
+    return {"traceId": row["trace"], "timeline": hops}
+
+
+def _milliseconds(start: str, end: str) -> int:
+    return max(0, round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000))
 
 
 def _error(status: int, message: str, **details) -> bottle.HTTPResponse:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import waitress
 from sqlite_utils import Database
 
-from eventbus import outbox
+from eventbus import outbox, tracing
 from eventbus.consumer import Handler
 from eventbus.contracts import timestamp
 from eventbus.service import Service
@@ -44,9 +44,17 @@ def create_tables(db: Database) -> None:
         {"orderId": int, "userId": int, "itemId": int, "qty": int, "ts": str}, pk="orderId", if_not_exists=True
     )
     db["chain"].create(
-        {"orderId": int, "created": str, "paid": str, "amount": int, "emailed": str, "to": str},
+        {
+            "orderId": int,
+            "created": str,
+            "paid": str,
+            "amount": int,
+            "emailed": str,
+            "to": str,
+            "trace": str,
+        },
         pk="orderId",
-        if_not_exists=True,
+        transform=True,  # adds the columns a data folder from an older version lacks
     )
 
 
@@ -73,15 +81,27 @@ def _next_order_id(tx: Database) -> int:
     return tx.execute("SELECT COALESCE(MAX(orderId), 0) + 1 FROM orders").fetchone()[0]
 
 
+ORDER_WITH_CHAIN = (
+    "SELECT o.*, c.created, c.paid, c.amount, c.emailed, c.[to], c.trace"
+    " FROM orders o LEFT JOIN chain c USING (orderId)"
+)
+
+
 def find_order(service: Service, order_id: int) -> dict | None:
     """The order and how far along the chain it is."""
-    return next(
+    return next(service.store.db().query(f"{ORDER_WITH_CHAIN} WHERE o.orderId = ?", [order_id]), None)
+
+
+def latest_orders(service: Service, limit: int) -> list[dict]:
+    """The orders placed last, newest first, each with its chain and `onTopic`:
+    when Kafka acknowledged its first OrderCreated, which the outbox keeps."""
+    on_topic = "SELECT MIN(sent_at) FROM outbox WHERE topic = ? AND key = CAST(CAST(latest.orderId AS TEXT) AS BLOB)"
+    return list(
         service.store.db().query(
-            "SELECT o.*, c.created, c.paid, c.amount, c.emailed, c.[to] FROM orders o"
-            " LEFT JOIN chain c USING (orderId) WHERE o.orderId = ?",
-            [order_id],
-        ),
-        None,
+            f"SELECT *, ({on_topic}) AS onTopic FROM ({ORDER_WITH_CHAIN} ORDER BY o.ts DESC, o.orderId DESC LIMIT ?)"
+            " AS latest",
+            [service.settings.topic, limit],
+        )
     )
 
 
@@ -95,8 +115,8 @@ def chain_step(event: OrderCreated | PaymentCaptured | EmailSent) -> dict:
 
 
 def track(event: OrderCreated | PaymentCaptured | EmailSent, tx: Database) -> list:
-    """Record the step of the chain that `event` shows; the first one seen wins."""
-    step = chain_step(event)
+    """Record the step of the chain that `event` shows, and the order's trace; the first one seen wins."""
+    step = chain_step(event) | {"trace": tracing.current_trace_id()}
     tx.execute("INSERT OR IGNORE INTO chain (orderId) VALUES (?)", [event.orderId])
     columns = ", ".join(f"[{name}] = COALESCE([{name}], ?)" for name in step)
     tx.execute(f"UPDATE chain SET {columns} WHERE orderId = ?", [*step.values(), event.orderId])
@@ -128,6 +148,7 @@ def main() -> None:
     app = make_app(
         place=lambda request: place_order(service, request),
         find=lambda order_id: find_order(service, order_id),
+        latest=lambda limit: latest_orders(service, limit),
         pending=lambda: outbox.pending(service.store.db()),
         max_body_bytes=http.max_body_bytes,
     )

@@ -1,0 +1,73 @@
+// The order page: places orders through POST /orders and redraws the latest
+// orders from GET /orders every second, so each one moves along its chain
+// without a reload.
+"use strict";
+
+// Order ids go up to 2^63, past what a JavaScript number holds exactly: keep them as written.
+function readJson(text) {
+  return JSON.parse(text, (key, value, context) => (key === "orderId" && context ? context.source : value));
+}
+
+function element(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, attributes);
+  node.append(...children);
+  return node;
+}
+
+function hop(step) {
+  const took = step.tookMs === null ? "" : `+${step.tookMs} ms`;
+  return element("span", { className: step.at ? "hop done" : "hop", title: step.at || "not yet" },
+    step.step, element("span", { className: "took" }, took));
+}
+
+function orderItem(order) {
+  const amount = order.chain.amount === null ? "not charged yet" : `amount ${order.chain.amount}`;
+  const summary = element("div", { className: "summary" },
+    element("b", {}, `Order ${order.orderId}`),
+    element("span", {}, `customer ${order.userId} · ${order.qty} × item ${order.itemId}`),
+    element("span", {}, amount),
+    element("span", {}, order.chain.to || "no email yet"),
+    element("span", { className: "trace" }, `trace ${order.traceId || "-"}`));
+  const chain = element("div", { className: "chain" }, ...order.timeline.map(hop));
+  const item = element("li", { className: "order", id: `order-${order.orderId}` }, summary, chain);
+  item.dataset.status = order.status;
+  return item;
+}
+
+async function refresh() {
+  try {
+    const response = await fetch("/orders?limit=10", { cache: "no-store" });
+    const { orders } = readJson(await response.text());
+    document.getElementById("orders").replaceChildren(...orders.map(orderItem));
+    document.getElementById("empty").hidden = orders.length > 0;
+    document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    document.getElementById("updated").textContent = `orders is not answering (${error.message})`;
+  }
+}
+
+async function placeOrder(event) {
+  event.preventDefault();
+  const form = event.target;
+  const result = document.getElementById("form-result");
+  const body = Object.fromEntries(["userId", "itemId", "qty"].map(
+    (name) => [name, Number(form.elements[name].value)]));
+  try {
+    const response = await fetch("/orders", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    const answer = readJson(await response.text());
+    result.className = response.ok ? "" : "error";
+    const problems = (answer.problems || []).map((p) => `${p.field}: ${p.message}`).join("; ");
+    result.textContent = response.ok ? `Order ${answer.orderId} accepted` : [answer.error, problems].join(" ");
+  } catch (error) {
+    result.className = "error";
+    result.textContent = `orders is not answering (${error.message})`;
+  }
+  refresh();
+}
+
+document.getElementById("order-form").addEventListener("submit", placeOrder);
+refresh();
+setInterval(refresh, 1000);
