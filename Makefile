@@ -17,13 +17,10 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 $(INSTALLED): pyproject.toml requirements.txt constraints.txt
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	touch $@
+	@PYTHON=$(PYTHON) INSTALLER=$(INSTALLER) devstack/environment.sh
+	@touch $@
 
-install: $(INSTALLED) ## Create .venv with the pinned dependencies
-	@echo "Dependencies installed in $(VENV)"
+install: $(INSTALLED) ## Create .venv with the pinned dependencies (by uv, or pip: INSTALLER=uv|pip)
 
 generate: $(INSTALLED) ## Generate the dataclasses in generated/ from contracts/
 	rm -rf generated && mkdir generated
