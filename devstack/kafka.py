@@ -2,6 +2,7 @@
 
 import base64
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -14,7 +15,9 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = (ROOT / "kafka" / "VERSION").read_text().strip()
-LIBS = ROOT / ".cache" / "kafka" / VERSION / "libs"
+# In the user's cache, like Maven's own: a fresh clone does not copy the jars again.
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "event-driven"
+LIBS = CACHE / "kafka" / VERSION / "libs"
 
 log = logging.getLogger("devstack")
 
