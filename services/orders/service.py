@@ -82,7 +82,7 @@ def place_order(service: Service, request: CreateOrderRequest, max_order_id: int
         order_id = request.orderId or _take_next_order_id(tx, max_order_id)
         decision = decide(request, existing, order_id, timestamp())
         if decision.outcome == "created":
-            tx["orders"].insert(vars(decision.order))
+            tx["orders"].insert(vars(decision.order), alter=True)  # a field the contract gained gets a column
         if decision.outcome in ("created", "replayed"):
             service.publish(tx, decision.order)
     service.relay.wake()
