@@ -32,7 +32,7 @@ fail() {
 # A uv binary from PyPI's wheel, put in place atomically (clones may race for it).
 fetch_uv() {
   local scratch
-  mkdir -p "$(dirname "$CACHED_UV")" && scratch=$(mktemp -d "$CACHED_UV.XXXXXX") || return 1
+  quietly mkdir -p "$(dirname "$CACHED_UV")" && scratch=$(mktemp -d "$CACHED_UV.XXXXXX" 2>>"$output") || return 1
   quietly "$PYTHON" -m venv "$scratch" && quietly "$scratch/bin/pip" install "uv==$UV_VERSION" &&
     mv "$scratch/bin/uv" "$CACHED_UV"
   local status=$?
@@ -77,7 +77,7 @@ auto)
   fi
   ;;
 uv)
-  find_uv || fail "uv is not on PATH and could not be fetched from PyPI (pip's output is above)"
+  find_uv || fail "uv is not on PATH and could not be fetched from PyPI (why is above)"
   with_uv || fail "uv could not install the dependencies (its output is above)"
   ;;
 pip)
