@@ -19,17 +19,14 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 $(INSTALLED): pyproject.toml requirements.txt constraints.txt
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	touch $@
+	@PYTHON=$(PYTHON) INSTALLER=$(INSTALLER) devstack/environment.sh
+	@touch $@
 
 $(NODE_INSTALLED): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --prefer-offline
 	touch $@
 
-install: $(INSTALLED) ## Create .venv with the pinned dependencies
-	@echo "Dependencies installed in $(VENV)"
+install: $(INSTALLED) ## Create .venv with the pinned dependencies (by uv, or pip: INSTALLER=uv|pip)
 
 generate: $(INSTALLED) ## Generate the dataclasses and the AsyncAPI document in generated/ from contracts/
 	rm -rf generated && mkdir generated

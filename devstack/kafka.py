@@ -1,6 +1,7 @@
 """A single-node KRaft Apache Kafka broker from the official jars on Maven Central."""
 
 import base64
+import os
 import shutil
 import subprocess
 import threading
@@ -17,7 +18,9 @@ from devstack.supervisor import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSION = (ROOT / "kafka" / "VERSION").read_text().strip()
-LIBS = ROOT / ".cache" / "kafka" / VERSION / "libs"
+# In the user's cache, like Maven's own: a fresh clone does not copy the jars again.
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "event-driven"
+LIBS = CACHE / "kafka" / VERSION / "libs"
 
 LOG4J2 = """\
 status = warn

@@ -1,4 +1,4 @@
-"""Static checks of docker-compose.yml and the Dockerfiles, without Docker."""
+"""Static checks of docker-compose.yml and the Dockerfile, without Docker."""
 
 import json
 import re
@@ -12,7 +12,8 @@ from jsonschema import Draft7Validator
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-DOCKERFILES = sorted(ROOT.glob("services/*/Dockerfile"))
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+BUILT = {name: service["build"] for name, service in COMPOSE["services"].items() if "build" in service}
 COMPOSE_GO = "github.com/compose-spec/compose-go/v2@v2.9.1"
 
 
@@ -51,11 +52,19 @@ def test_every_long_running_service_has_a_healthcheck_and_restarts():
             assert "healthcheck" in service and service["restart"] == "unless-stopped", name
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
-def test_every_copy_source_exists(dockerfile):
+def test_every_service_is_built_from_the_one_dockerfile_with_its_name_as_build_argument():
+    assert BUILT == {
+        name: {"context": ".", "args": {"SERVICE": name}} for name in ("orders", "billing", "notifications")
+    }
+    assert sorted(path.parent.name for path in ROOT.glob("services/*/__main__.py")) == sorted(BUILT)
+    assert not list(ROOT.glob("services/**/Dockerfile"))
+
+
+@pytest.mark.parametrize("service", sorted(BUILT))
+def test_every_copy_source_exists(service):
     sources = [
-        source
-        for line in dockerfile.read_text().splitlines()
+        source.replace("${SERVICE}", service)
+        for line in DOCKERFILE.splitlines()
         if line.startswith("COPY ")
         for source in line.split()[1:-1]
         if not source.startswith("--")
@@ -63,8 +72,10 @@ def test_every_copy_source_exists(dockerfile):
     assert sources and all((ROOT / source).exists() for source in sources), sources
 
 
-@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.parent.name)
-def test_images_run_as_a_non_root_user_with_an_exec_form_command(dockerfile):
-    text = dockerfile.read_text()
-    assert re.search(r"^USER (?!root)\w+", text, re.MULTILINE)
-    assert re.search(r'^CMD \["python", "-m", "services\.\w+"\]', text, re.MULTILINE)
+def test_the_dependency_layer_comes_before_the_service_argument_so_the_images_share_it():
+    assert DOCKERFILE.index("pip install") < DOCKERFILE.index("ARG SERVICE")
+
+
+def test_images_run_as_a_non_root_user_with_python_replacing_the_shell():
+    assert re.search(r"^USER (?!root)\w+", DOCKERFILE, re.MULTILINE)
+    assert re.search(r'^CMD \["sh", "-c", "exec python -m \\"services\.\$SERVICE\\""\]$', DOCKERFILE, re.MULTILINE)

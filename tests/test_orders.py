@@ -1,7 +1,9 @@
 """orders: the create/replay/conflict decision, the HTTP API driven in-process
 with fake dependencies, and placing and tracking orders in a real store."""
 
+import itertools
 import json
+import threading
 from urllib.parse import quote
 
 import pytest
@@ -39,6 +41,37 @@ def test_the_same_id_with_other_fields_is_a_conflict(change):
     assert decision == orders.Decision("conflict", ORDER)
 
 
+def test_a_new_order_without_an_id_left_is_refused_as_exhausted():
+    assert orders.decide(CreateOrderRequest(**BODY), None, None, TS) == orders.Decision("exhausted")
+
+
+# --- next_order_id ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "last, taken, expected",
+    [
+        (0, [], 1),
+        (4, [], 5),
+        (4, [5, 6, 8], 7),  # clients took 5 and 6: skipped
+        (4, [9], 5),  # a client's larger id does not move the sequence
+        (8, [9, 10], None),  # 9 and 10 taken, 10 is the maximum
+        (9, [], 10),
+        (10, [], None),
+    ],
+)
+def test_the_next_automatic_id_skips_the_ids_clients_took_and_stops_at_the_maximum(last, taken, expected):
+    assert orders.next_order_id(last, taken, maximum=10) == expected
+
+
+def test_the_taken_ids_are_read_only_up_to_the_first_gap():
+    assert orders.next_order_id(0, itertools.chain([1, 2], itertools.count(10)), maximum=2**53) == 3
+
+
+def test_the_largest_automatic_id_is_the_largest_the_api_takes_back():
+    assert orders.MAX_ORDER_ID == 2**53 - 1
+
+
 # --- the HTTP API ---------------------------------------------------------------
 
 
@@ -54,7 +87,7 @@ class FakeOrders:
     def place(self, request: CreateOrderRequest) -> orders.Decision:
         self.placed.append(request)
         self.traces.append(tracing.trace_id(tracing.child_traceparent()))
-        return orders.Decision(self.outcome, ORDER)
+        return orders.Decision(self.outcome, None if self.outcome == "exhausted" else ORDER)
 
 
 @pytest.fixture
@@ -84,6 +117,13 @@ def test_a_replayed_order_answers_200(call, app, fake):
     fake.outcome = "replayed"
     response = post(call, app, BODY | {"orderId": 1})
     assert (response.status, response.json) == (200, vars(ORDER))
+
+
+def test_no_order_id_left_answers_503_with_a_message(call, app, fake):
+    fake.outcome = "exhausted"
+    response = post(call, app, BODY)
+    assert response.status == 503
+    assert response.json == {"error": "no order id left to assign: every id the API accepts is taken"}
 
 
 def test_a_conflicting_order_answers_409_with_the_existing_one(call, app, fake):
@@ -222,13 +262,53 @@ def queued(orders_service) -> list[dict]:
     return [{"payload": json.loads(row["value"]), "ce_id": json.loads(row["headers"])["ce_id"]} for row in rows]
 
 
-def place(orders_service, **fields) -> orders.Decision:
-    return orders.place_order(orders_service, CreateOrderRequest(**BODY | fields))
+def place(orders_service, max_order_id=orders.MAX_ORDER_ID, **fields) -> orders.Decision:
+    return orders.place_order(orders_service, CreateOrderRequest(**BODY | fields), max_order_id)
 
 
 def test_orders_without_an_id_are_numbered_1_2_3(orders_service):
     assert [place(orders_service).order.orderId for _ in range(3)] == [1, 2, 3]
     assert [each["payload"]["orderId"] for each in queued(orders_service)] == [1, 2, 3]
+
+
+def test_a_clients_largest_id_does_not_move_the_automatic_ids(orders_service):
+    assert place(orders_service, orderId=orders.MAX_ORDER_ID).outcome == "created"
+    assert [place(orders_service).order.orderId for _ in range(2)] == [1, 2]
+
+
+def test_the_automatic_ids_skip_the_ids_clients_took(orders_service):
+    place(orders_service, orderId=2)
+    place(orders_service, orderId=3)
+    assert [place(orders_service).order.orderId for _ in range(2)] == [1, 4]
+
+
+def test_a_store_numbered_before_the_sequence_existed_goes_on_after_its_orders(orders_service):
+    for order_id in (1, 2, 3):
+        place(orders_service, orderId=order_id)
+    assert place(orders_service).order.orderId == 4
+
+
+def test_when_every_id_is_taken_new_orders_are_refused_and_replays_still_work(orders_service):
+    assert [place(orders_service, max_order_id=3).outcome for _ in range(4)] == ["created"] * 3 + ["exhausted"]
+    assert place(orders_service, max_order_id=3, orderId=2).outcome == "replayed"
+    assert [each["payload"]["orderId"] for each in queued(orders_service)] == [1, 2, 3, 2]
+
+
+def test_concurrent_orders_in_two_processes_sharing_the_store_get_distinct_ids(orders_service, tmp_path):
+    """Two Services on one file stand for two orders processes: SQLite's write lock orders them."""
+    other = service.Service(Settings(service="orders", data_dir=tmp_path), orders.HANDLERS, orders.create_tables)
+    ids: list[int] = []
+
+    def place_some(each_service):
+        for _ in range(10):
+            ids.append(place(each_service).order.orderId)
+
+    threads = [threading.Thread(target=place_some, args=(s,)) for s in (orders_service, other) * 3]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(ids) == list(range(1, 61))
 
 
 def test_a_replayed_order_queues_the_same_order_created_again(orders_service):

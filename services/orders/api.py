@@ -41,6 +41,8 @@ def make_app(
             decision = place(request)
         if decision.outcome == "conflict":
             return _error(409, f"order {request.orderId} exists with other fields", existing=vars(decision.order))
+        if decision.outcome == "exhausted":
+            return _error(503, "no order id left to assign: every id the API accepts is taken")
         bottle.response.status = STATUS_CODE[decision.outcome]
         bottle.response.set_header("Location", f"/orders/{decision.order.orderId}")
         return vars(decision.order)

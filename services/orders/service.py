@@ -2,12 +2,13 @@
 along the chain (created, paid, emailed) from the events on the topic."""
 
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import waitress
 from sqlite_utils import Database
 
-from eventbus import outbox, tracing
+from eventbus import contracts, outbox, tracing
 from eventbus.consumer import Handler
 from eventbus.contracts import timestamp
 from eventbus.service import Service
@@ -19,19 +20,37 @@ from generated.payment_captured import PaymentCaptured
 from services.orders.api import make_app
 
 log = logging.getLogger("orders")
+# An automatic id must be one the API takes back, to replay the order.
+MAX_ORDER_ID: int = contracts.schema("CreateOrderRequest")["properties"]["orderId"]["maximum"]
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with a POST /orders: `created`, `replayed` or `conflict`."""
+    """What to do with a POST /orders: `created`, `replayed`, `conflict`, or
+    `exhausted` when no id is left to number a new order with."""
 
     outcome: str
     order: OrderCreated | None = None
 
 
-def decide(request: CreateOrderRequest, existing: OrderCreated | None, order_id: int, now: str) -> Decision:
+def next_order_id(last: int, taken: Iterable[int], maximum: int) -> int | None:
+    """The automatic id after `last` (the previous one): the first id that no
+    client has taken, so a client's id never moves the sequence. `taken` are the
+    ids above `last` in ascending order; it is read only up to the first gap.
+    None when every id up to `maximum` is taken."""
+    candidate = last + 1
+    for order_id in taken:
+        if order_id != candidate:
+            break
+        candidate += 1
+    return candidate if candidate <= maximum else None
+
+
+def decide(request: CreateOrderRequest, existing: OrderCreated | None, order_id: int | None, now: str) -> Decision:
     """A new id creates the order; the same id with the same fields replays it;
-    the same id with other fields is a conflict."""
+    the same id with other fields is a conflict; no id at all is `exhausted`."""
+    if existing is None and order_id is None:
+        return Decision("exhausted")
     if existing is None:
         order = OrderCreated(orderId=order_id, userId=request.userId, itemId=request.itemId, qty=request.qty, ts=now)
         return Decision("created", order)
@@ -56,29 +75,41 @@ def create_tables(db: Database) -> None:
         pk="orderId",
         transform=True,  # adds the columns a data folder from an older version lacks
     )
+    db["sequence"].create({"name": str, "last": int}, pk="name", if_not_exists=True)
 
 
-def place_order(service: Service, request: CreateOrderRequest) -> Decision:
-    """Store the order and queue its OrderCreated in one transaction."""
+def place_order(service: Service, request: CreateOrderRequest, max_order_id: int = MAX_ORDER_ID) -> Decision:
+    """Store the order and queue its OrderCreated in one transaction. The
+    transaction holds SQLite's write lock from its start, so concurrent requests
+    (and processes sharing the file) number their orders one after the other."""
     with service.store.transaction() as tx:
         existing = None
         if request.orderId is not None:
             row = next(tx.query("SELECT * FROM orders WHERE orderId = ?", [request.orderId]), None)
             existing = OrderCreated(**row) if row else None
-        order_id = request.orderId or _next_order_id(tx)
+        order_id = request.orderId or _take_next_order_id(tx, max_order_id)
         decision = decide(request, existing, order_id, timestamp())
         if decision.outcome == "created":
             tx["orders"].insert(vars(decision.order), alter=True)  # a field the contract gained gets a column
-        if decision.outcome != "conflict":
+        if decision.outcome in ("created", "replayed"):
             service.publish(tx, decision.order)
     service.relay.wake()
-    if decision.outcome != "conflict":
+    if decision.outcome in ("created", "replayed"):
         log.info("Order %s %s", decision.outcome, asdict(decision.order))
+    elif decision.outcome == "exhausted":
+        log.error("No order id left: every id up to %d is taken", max_order_id)
     return decision
 
 
-def _next_order_id(tx: Database) -> int:
-    return tx.execute("SELECT COALESCE(MAX(orderId), 0) + 1 FROM orders").fetchone()[0]
+def _take_next_order_id(tx: Database, maximum: int) -> int | None:
+    row = next(tx.query("SELECT last FROM sequence WHERE name = 'orderId'"), None)
+    last = row["last"] if row else 0
+    above = tx.execute("SELECT orderId FROM orders WHERE orderId > ? ORDER BY orderId", [last])
+    order_id = next_order_id(last, (taken for (taken,) in above), maximum)
+    above.close()
+    if order_id is not None:
+        tx.execute("INSERT OR REPLACE INTO sequence (name, last) VALUES ('orderId', ?)", [order_id])
+    return order_id
 
 
 ORDER_WITH_CHAIN = (
