@@ -87,7 +87,7 @@ bench-smoke: $(INSTALLED) ## A short benchmark run that only checks the benchmar
 	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
 
 run: $(INSTALLED) ## Start Kafka and the three services in the foreground (Ctrl-C stops)
-	$(BIN)/python -m devstack run
+	@$(BIN)/python -m devstack run
 
 tail: $(INSTALLED) ## Show the events on the topics live (ORDER=42 TYPE=PaymentCaptured FROM=beginning; Ctrl-C stops)
 	$(BIN)/python -m devstack.tail $(if $(ORDER),--order $(ORDER)) $(if $(TYPE),--type $(TYPE)) $(if $(FROM),--from $(FROM))

@@ -382,8 +382,14 @@ def test_the_timeline_says_how_long_each_hop_took_since_what_caused_it():
 
 
 def test_a_hop_not_reached_yet_has_no_time():
-    row = chain_row(created=TS) | {"onTopic": None, "trace": None}
+    row = chain_row() | {"onTopic": None, "trace": None}
     assert [hop["tookMs"] for hop in timeline(row)["timeline"]] == [None, None, None, None]
+
+
+def test_created_falls_back_to_the_read_back_once_the_outbox_row_is_gone():
+    row = chain_row(created=LATER) | {"onTopic": None, "trace": None}
+    created = timeline(row)["timeline"][1]
+    assert (created["at"], created["tookMs"]) == (LATER, 250)
 
 
 def test_the_latest_orders_come_with_status_and_timeline(call):

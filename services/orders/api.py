@@ -117,10 +117,12 @@ def _with_status(row: dict) -> dict:
 def timeline(row: dict) -> dict:
     """The order's trace and each hop of its chain with the milliseconds it took
     since the step that caused it: created when Kafka acknowledged the
-    OrderCreated to orders' relay; paid, counted from acceptance, since billing
-    may read the event before that acknowledgment reaches orders; emailed, from
-    the payment. A hop not reached yet has no time."""
-    times = {"accepted": row["ts"], "created": row["onTopic"], "paid": row["paid"], "emailed": row["emailed"]}
+    OrderCreated to orders' relay (or, once the outbox has dropped that row after
+    its retention, when orders read the event back); paid, counted from
+    acceptance, since billing may read the event before that acknowledgment
+    reaches orders; emailed, from the payment. A hop not reached yet has no time."""
+    created = row["onTopic"] or row["created"]
+    times = {"accepted": row["ts"], "created": created, "paid": row["paid"], "emailed": row["emailed"]}
     hops = []
     for step, at in times.items():
         start = times.get(CAUSE.get(step, ""))
