@@ -49,9 +49,10 @@ test: lint unit acceptance bench-smoke ## Run everything: lint, unit tests, acce
 
 BENCH_ARGS ?=
 BENCH_FLAGS = $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE)) \
-	$(if $(DURATION),--duration $(DURATION)) $(if $(CLIENTS),--clients $(CLIENTS)) $(BENCH_ARGS)
+	$(if $(DURATION),--duration $(DURATION)) $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(STEP),--step $(STEP)) \
+	$(if $(SWEEP_TO),--sweep-to $(SWEEP_TO)) $(if $(IDLE),--idle $(IDLE)) $(BENCH_ARGS)
 
-bench: $(INSTALLED) ## Benchmark relay baseline, chain throughput and latency (ORDERS= RATE= DURATION= CLIENTS=)
+bench: $(INSTALLED) ## Benchmark baselines, chain, latency sweep (picture) and idle (ORDERS= RATE= DURATION= SWEEP_TO= ...)
 	$(BIN)/python -m bench $(BENCH_FLAGS)
 
 bench-smoke: $(INSTALLED) ## A short benchmark run that only checks the benchmark still works

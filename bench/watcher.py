@@ -2,11 +2,14 @@
 here, and when each of its events was produced (the record's CreateTime), which
 splits a delay between the services."""
 
+import os
 import threading
 import time
 from collections.abc import Callable
 
 from kafka import KafkaConsumer, TopicPartition
+
+from eventbus.kafka import Poller
 
 STAGES = (b"OrderCreated", b"PaymentCaptured", b"EmailSent")
 
@@ -14,10 +17,17 @@ STAGES = (b"OrderCreated", b"PaymentCaptured", b"EmailSent")
 class ChainWatcher:
     """Reads orders.events in a thread from the moment it is made. No consumer
     group: it reads all partitions from their end at start, so it neither
-    disturbs the services' groups nor sees earlier runs."""
+    disturbs the services' groups nor sees earlier runs. It polls as the
+    services do (eventbus.kafka.Poller), and its threads' CPU is measured apart,
+    since it is a fourth consumer on the same cores."""
 
     def __init__(self, bootstrap_servers: str, partitions: list[TopicPartition]):
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        before = set(threading.enumerate())
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers, enable_auto_commit=False, metrics_enabled=False
+        )
+        self._io_threads = set(threading.enumerate()) - before
+        self._poller = Poller(self._consumer)
         self._consumer.assign(partitions)
         for partition, end in self._consumer.end_offsets(partitions).items():
             self._consumer.seek(partition, end)
@@ -31,7 +41,7 @@ class ChainWatcher:
 
     def _read(self) -> None:
         while not self._stop.is_set():
-            batches = self._consumer.poll(timeout_ms=100)
+            batches = self._poller.poll()
             now = time.monotonic()
             for records in batches.values():
                 for record in records:
@@ -73,6 +83,13 @@ class ChainWatcher:
     def produced(self, order_id: int) -> dict[bytes, int]:
         """When each event of the order was produced, in ms since the epoch, by ce_type."""
         return self._produced.get(order_id, {})
+
+    def threads(self) -> dict[str, str]:
+        """This watcher's threads (its own and kafka-python's I/O thread) as
+        CpuMeter names them: /proc/<pid>/task/<tid>/stat holds one thread's CPU."""
+        ids = {"bench.watcher": self._thread.native_id}
+        ids |= {f"bench.watcher-io{n}": thread.native_id for n, thread in enumerate(self._io_threads)}
+        return {name: f"{os.getpid()}/task/{tid}" for name, tid in ids.items() if tid is not None}
 
     def close(self) -> None:
         self._stop.set()

@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,6 +14,8 @@ from eventbus.settings import Settings
 
 log = logging.getLogger(__name__)
 Client = TypeVar("Client")
+POLL_MS = 500
+COMMIT_INTERVAL = 0.1  # seconds
 
 
 def make_producer(settings: Settings) -> KafkaProducer:
@@ -46,6 +49,36 @@ def make_consumer(settings: Settings, group: str) -> KafkaConsumer:
     )
     consumer.subscribe([settings.topic])
     return consumer
+
+
+class Poller:
+    """How every consumer of ours polls and commits: offsets of finished work are
+    committed at most every COMMIT_INTERVAL (and at close), since committing
+    less often only means more idempotent redelivery after a crash."""
+
+    def __init__(self, consumer: KafkaConsumer):
+        self._consumer = consumer
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
+
+    def poll(self) -> dict:
+        return self._consumer.poll(timeout_ms=POLL_MS)
+
+    def done(self, next_offsets: dict[TopicPartition, int]) -> None:
+        """The work up to these offsets is durable: commit them, now or soon."""
+        self._uncommitted |= next_offsets
+        if self._uncommitted and time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
+            self._commit(wait=False)
+
+    def close(self) -> None:
+        """Commit what is done and wait for the answer."""
+        if self._uncommitted:
+            self._commit(wait=True)
+
+    def _commit(self, wait: bool) -> None:
+        commit(self._consumer, self._uncommitted, wait=wait)
+        self._uncommitted = {}
+        self._committed_at = time.monotonic()
 
 
 def commit(consumer: KafkaConsumer, next_offsets: dict[TopicPartition, int], wait: bool = False) -> None:
