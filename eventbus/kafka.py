@@ -28,6 +28,7 @@ def make_producer(settings: Settings) -> KafkaProducer:
         linger_ms=5,
         max_block_ms=5_000,
         reconnect_backoff_max_ms=2_000,
+        metrics_enabled=False,  # sensors cost CPU on every request, and nothing reads them
     )
 
 
@@ -46,6 +47,7 @@ def make_consumer(settings: Settings, group: str) -> KafkaConsumer:
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
         reconnect_backoff_max_ms=2_000,
+        metrics_enabled=False,
     )
     consumer.subscribe([settings.topic])
     return consumer
