@@ -14,7 +14,7 @@ from eventbus.settings import Settings
 
 log = logging.getLogger(__name__)
 Client = TypeVar("Client")
-COMMIT_INTERVAL = 0.1  # seconds
+COMMIT_INTERVAL = 1.0  # seconds
 # Fetch pacing: at rest a fetch waits up to IDLE_WAIT_MS for its first byte; while
 # records keep coming the broker holds each fetch BUSY_WAIT_MS to fill it.
 IDLE = {"fetch_min_bytes": 1, "fetch_max_wait_ms": 500}
