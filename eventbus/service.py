@@ -3,6 +3,7 @@ in a thread, until SIGTERM or SIGINT asks them to finish what they are doing."""
 
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
@@ -18,6 +19,10 @@ from eventbus.store import Store
 from eventbus.tracing import configure_logging
 
 log = logging.getLogger(__name__)
+# Each service runs four or more threads (consumer, relay, kafka-python's I/O
+# threads, HTTP); a thread woken by the network waits for the GIL up to this
+# long (Python's default is 5 ms), and that wait lands on every hop.
+SWITCH_INTERVAL_S = 0.001
 
 
 class Service:
@@ -28,6 +33,7 @@ class Service:
         create_tables: Callable[[Database], None] = lambda db: None,
     ):
         configure_logging(settings.log_level)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.settings = settings
         self.handlers = handlers
         self.stop = threading.Event()
