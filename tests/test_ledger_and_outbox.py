@@ -94,3 +94,21 @@ def test_a_message_kafka_did_not_acknowledge_stays_pending(store, tmp_path):
     with pytest.raises(KafkaTimeoutError, match="broker said no"):
         relay(store, tmp_path)._publish_batch(FakeProducer(failing=(b"2",)))
     assert [row["key"] for row in store.db().query("SELECT key FROM outbox WHERE sent_at IS NULL")] == [b"2"]
+
+
+def test_rows_sent_in_quick_rounds_go_out_once_and_are_marked_in_one_transaction(store, tmp_path):
+    def add(key: bytes) -> None:
+        with store.transaction() as tx:
+            outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
+
+    producer, quick = FakeProducer(), relay(store, tmp_path)
+    add(b"1")
+    quick._publish_batch(producer)  # the first round marks at once
+    add(b"2")
+    quick._publish_batch(producer)
+    add(b"3")
+    quick._publish_batch(producer)
+    assert outbox.pending(store.db()) == 2  # acknowledged, marked together soon
+    assert quick._publish_batch(producer, mark_now=True) == 0
+    assert [message["key"] for message in producer.sent] == [b"1", b"2", b"3"]
+    assert outbox.pending(store.db()) == 0
