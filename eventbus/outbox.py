@@ -6,6 +6,9 @@ after a crash keeps its headers, so its duplicate carries the same ce_id.
 Marks are written together, at most every MARK_EVERY_S: one write transaction
 for many relay rounds instead of one per round, at the price of a few more
 duplicates (same ce_id, absorbed by the consumers' ledgers) after a crash.
+Sent rows are deleted once they are older than the retention setting
+(OUTBOX_RETENTION_S), so the outbox stays as large as that window, not as
+large as the history; the events themselves live on in Kafka.
 """
 
 import json
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 IDLE_POLL = 0.5
 MARK_EVERY_S = 0.2
+PRUNE_EVERY_S = 10.0
 LEASE_SECONDS = 5.0
 
 
@@ -66,6 +70,13 @@ def add_event(db: Database, settings: Settings, event: Event) -> None:
     add(db, settings.topic, seal(event, settings.service))
 
 
+def prune(db: Database, retention_s: float) -> int:
+    """Delete the rows sent more than `retention_s` ago; returns how many."""
+    return db.execute(
+        "DELETE FROM outbox WHERE sent_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)", [f"-{retention_s} seconds"]
+    ).rowcount
+
+
 def pending(db: Database) -> int:
     return db["outbox"].count_where("sent_at IS NULL")
 
@@ -88,6 +99,7 @@ class Relay:
         self._lease_until = 0.0
         self._unmarked: list[int] = []  # sent and acknowledged, not yet marked sent
         self._marked_at = 0.0
+        self._pruned_at = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -190,7 +202,8 @@ class Relay:
         return self._marked_at + MARK_EVERY_S - time.monotonic()
 
     def _mark_sent(self) -> None:
-        """Mark every acknowledged row sent, in one transaction."""
+        """Mark every acknowledged row sent, in one transaction, which every
+        PRUNE_EVERY_S also deletes the rows sent longer ago than the retention."""
         sent = self._unmarked
         with self._store.transaction() as tx:
             tx.execute(
@@ -198,6 +211,9 @@ class Relay:
                 f" WHERE id IN ({','.join('?' * len(sent))})",
                 sent,
             )
+            if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+                prune(tx, self._settings.outbox_retention_s)
+                self._pruned_at = time.monotonic()
         self._unmarked = []
         self._marked_at = time.monotonic()
 

@@ -28,6 +28,7 @@ class Settings:
     data_dir: Path = Path(".run/data")
     log_level: str = "INFO"
     instance: str | None = None
+    outbox_retention_s: float = 3600.0  # sent outbox rows are deleted this long after they were sent
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -39,6 +40,7 @@ class Settings:
             data_dir=Path(env("DATA_DIR", str(cls.data_dir))),
             log_level=env("LOG_LEVEL", cls.log_level),
             instance=os.environ.get("CONSUMER_INSTANCE_ID") or None,
+            outbox_retention_s=env_float("OUTBOX_RETENTION_S", cls.outbox_retention_s),
         )
 
     def database(self, name: str | None = None) -> Path:

@@ -112,3 +112,13 @@ def test_rows_sent_in_quick_rounds_go_out_once_and_are_marked_in_one_transaction
     assert quick._publish_batch(producer, mark_now=True) == 0
     assert [message["key"] for message in producer.sent] == [b"1", b"2", b"3"]
     assert outbox.pending(store.db()) == 0
+
+
+def test_sent_rows_older_than_the_retention_are_deleted_and_pending_ones_never(store):
+    with store.transaction() as tx:
+        for key, sent_at in ((b"old", "2020-01-01T00:00:00.000Z"), (b"new", None), (b"unsent", None)):
+            outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
+            tx.execute("UPDATE outbox SET sent_at = ? WHERE key = ?", [sent_at, key])
+        tx.execute("UPDATE outbox SET sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE key = ?", [b"new"])
+        assert outbox.prune(tx, 3600) == 1
+    assert [row["key"] for row in store.db().query("SELECT key FROM outbox ORDER BY id")] == [b"new", b"unsent"]
