@@ -11,7 +11,7 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--disable-timestamp --frozen-dataclasses --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
-.PHONY: help install generate lint unit acceptance test run kafka clean lock up down logs compose-test bench bench-smoke
+.PHONY: help install generate lint unit acceptance test run kafka clean lock up down logs compose-test bench bench-smoke soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ bench: $(INSTALLED) ## Benchmark baselines, chain, latency sweep (picture) and i
 
 bench-smoke: $(INSTALLED) ## A short benchmark run that only checks the benchmark still works
 	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
+
+soak: $(INSTALLED) ## Hours, not minutes: growth per hour and lost/doubled effects (DURATION=900 RATE=100 RETENTION=60)
+	$(BIN)/python -m bench.soak $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) \
+	$(if $(RETENTION),--retention $(RETENTION))
 
 run: $(INSTALLED) ## Start Kafka and the three services in the foreground (Ctrl-C stops)
 	$(BIN)/python -m devstack run

@@ -34,6 +34,8 @@ class ChainWatcher:
         self._lock = threading.Lock()
         self._seen: dict[int, float] = {}
         self._produced: dict[int, dict[bytes, int]] = {}
+        self._first_id: dict[tuple[int, bytes], bytes | None] = {}  # (order, type) -> its first ce_id
+        self.doubled: dict[bytes, set[int]] = {event_type: set() for event_type in STAGES}
         self._waiting: dict[int, Callable[[float], None]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="chain-watcher", daemon=True)
@@ -50,8 +52,16 @@ class ChainWatcher:
                         continue  # not an order's event (a poison test message, say)
                     order_id = int(record.key)
                     self._produced.setdefault(order_id, {}).setdefault(event_type, record.timestamp)
+                    self._count(order_id, event_type, record)
                     if event_type == b"EmailSent":
                         self._saw(order_id, now)
+
+    def _count(self, order_id: int, event_type: bytes, record) -> None:
+        """A second copy with the same ce_id is a harmless redelivery; another
+        ce_id is a second effect (a second charge, a second email)."""
+        ce_id = next((value for name, value in record.headers or () if name == "ce_id"), None)
+        if self._first_id.setdefault((order_id, event_type), ce_id) != ce_id:
+            self.doubled[event_type].add(order_id)
 
     def _saw(self, order_id: int, when: float) -> None:
         with self._lock:
@@ -79,6 +89,11 @@ class ChainWatcher:
         with self._lock:
             self._waiting.pop(order_id, None)
             return self._seen.get(order_id)
+
+    def emailed(self) -> int:
+        """How many orders' EmailSent was seen."""
+        with self._lock:
+            return len(self._seen)
 
     def produced(self, order_id: int) -> dict[bytes, int]:
         """When each event of the order was produced, in ms since the epoch, by ce_type."""
