@@ -41,6 +41,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--clients", type=int, help=f"orders in the chain at once in the closed loop (default {FULL['clients']})"
     )
+    parser.add_argument("--no-baselines", action="store_true", help="skip both baselines (to compare two commits)")
     parser.add_argument("--smoke", action="store_true", help="a short run that only checks the benchmark works")
     args = parser.parse_args(argv)
     for name, default in (SMOKE if args.smoke else FULL).items():
@@ -57,7 +58,8 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict:
         partitions = target.partitions()
         layout = (target.bootstrap_servers, len(partitions), target.replication_factor())
         seconds = BASELINE_S[args.smoke]
-        for shape, warmup in ((baselines.RELAY, WARMUP_S[args.smoke]), (baselines.FANOUT, WARMUP_S[True])):
+        shapes = [] if args.no_baselines else [(baselines.RELAY, WARMUP_S[args.smoke]), (baselines.FANOUT, 1.0)]
+        for shape, warmup in shapes:
             results |= baselines.run(shape, *layout, seconds, warmup, progress, target.pids)
             rate = results[f"{shape.name}_{shape.unit}s_per_s"]
             progress.done(shape.name, f"{rate} {shape.unit}s/s out of {len(shape.hops)} consumer groups")
