@@ -1,7 +1,9 @@
 """The processed-events ledger and the transactional outbox, on a real SQLite
 store: both commit or roll back with the work they belong to."""
 
+import gc
 import threading
+import time
 
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
@@ -9,6 +11,7 @@ from kafka.errors import KafkaTimeoutError
 
 from eventbus import ledger, outbox
 from eventbus.settings import Settings
+from eventbus.store import Store
 
 
 def first_time(store, handler="billing.charge", key="1") -> bool:
@@ -122,3 +125,31 @@ def test_sent_rows_older_than_the_retention_are_deleted_and_pending_ones_never(s
         tx.execute("UPDATE outbox SET sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE key = ?", [b"new"])
         assert outbox.prune(tx, 3600) == 1
     assert [row["key"] for row in store.db().query("SELECT key FROM outbox ORDER BY id")] == [b"new", b"unsent"]
+
+
+def test_commits_never_checkpoint_and_a_background_thread_does_it(store):
+    assert store.db().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    size = store.path.stat().st_size
+    with store.transaction() as tx:
+        outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"x" * 20_000))
+    assert _within(5.0, lambda: store.path.stat().st_size > size)
+
+
+def test_the_checkpoint_thread_ends_with_its_store(tmp_path):
+    def threads() -> int:
+        return sum(1 for thread in threading.enumerate() if thread.name == "sqlite-checkpoint")
+
+    Store(tmp_path / "gone.db")
+    gc.collect()
+    before = threads()
+    assert _within(5.0, lambda: threads() < before)
+
+
+def _within(seconds: float, condition) -> bool:
+    """Poll `condition` until it holds or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
