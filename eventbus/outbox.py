@@ -156,6 +156,8 @@ class Relay:
                 == 1
             )
         self._lease_until = now + LEASE_SECONDS if held else 0.0
+        if not held and self._unmarked:
+            self._mark_sent()  # what this relay sent before it lost the lease
         return held
 
     def _release_lease(self) -> None:

@@ -153,3 +153,18 @@ def _within(seconds: float, condition) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_a_relay_that_lost_the_lease_still_marks_what_it_sent(store, tmp_path):
+    with store.transaction() as tx:
+        outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"{}"))
+    first = relay(store, tmp_path)
+    assert first._hold_lease()
+    first._marked_at = time.monotonic()  # not due yet: the row stays unmarked
+    first._publish_batch(FakeProducer())
+    assert outbox.pending(store.db()) == 1
+    first._lease_until = 0.0  # as if it stalled past its lease and another took over
+    with store.transaction() as tx:
+        tx.execute("UPDATE outbox_lease SET holder = ?, until = ?", ["another-host:1", time.time() + 60])
+    assert not first._hold_lease()
+    assert outbox.pending(store.db()) == 0
