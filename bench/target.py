@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from devstack.kafka import VERSION as KAFKA_VERSION
 from devstack.stack import Stack, StackConfig
@@ -94,7 +95,7 @@ class Target:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
         try:
             ends = consumer.end_offsets(partitions)
-            committed = admin.list_group_offsets(list(GROUPS))
+            committed = _retrying(lambda: admin.list_group_offsets(list(GROUPS)))
         finally:
             consumer.close()
             admin.close()
@@ -117,6 +118,17 @@ class Target:
             quiet = quiet + 1 if left == 0 else 0
             if quiet >= 2 or time.monotonic() > deadline:
                 return left
+            time.sleep(0.5)
+
+
+def _retrying(call, attempts: int = 20):
+    """A group coordinator still loading its offsets answers with a retriable error."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except KafkaError as error:
+            if not error.retriable or attempt == attempts - 1:
+                raise
             time.sleep(0.5)
 
 
