@@ -7,14 +7,13 @@ the end, Ctrl-C included."""
 
 import argparse
 import os
-import signal
 import sys
 import time
 
 from bench import baselines, chain, plot, report
 from bench.cpu import CpuMeter
 from bench.memory import RssSampler
-from bench.progress import Progress
+from bench.progress import Progress, until_interrupted
 from bench.target import Target, open_target
 from bench.watcher import ChainWatcher
 
@@ -154,22 +153,12 @@ def _ours(target: Target, watcher: ChainWatcher | None = None) -> dict[str, int 
     return target.pids() | {"bench": os.getpid()} | (watcher.threads() if watcher else {})
 
 
-def _interrupt(*_) -> None:
-    """Ctrl-C or SIGTERM: unwind, so the stack is stopped on the way out. Set
-    explicitly because a shell starts background jobs with SIGINT ignored."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
     args = parse(argv)
     progress = Progress()
     started = time.monotonic()
-    try:
-        results = measure(args, progress)
-    except KeyboardInterrupt:
-        progress.note("interrupted; the stack is stopped and nothing was written")
+    results = until_interrupted(lambda: measure(args, progress), progress)
+    if results is None:
         return 130
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     path = report.write(results)

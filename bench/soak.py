@@ -9,7 +9,6 @@ when an effect was lost or doubled."""
 import argparse
 import json
 import os
-import signal
 import sqlite3
 import statistics
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from bench import chain, report
 from bench.memory import rss_mb
-from bench.progress import Progress
+from bench.progress import Progress, until_interrupted
 from bench.target import SOAK, Target, open_target
 from bench.watcher import STAGES, ChainWatcher
 
@@ -162,19 +161,11 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _interrupt(*_) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
     args = parse(argv)
     progress = Progress()
-    try:
-        results = soak(args, progress)
-    except KeyboardInterrupt:
-        progress.note("interrupted; the stack is stopped and nothing was written")
+    results = until_interrupted(lambda: soak(args, progress), progress)
+    if results is None:
         return 130
     report.OUT_DIR.mkdir(exist_ok=True)
     path = report.OUT_DIR / "soak-latest.json"
