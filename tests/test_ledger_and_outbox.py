@@ -136,13 +136,12 @@ def test_commits_never_checkpoint_and_a_background_thread_does_it(store):
 
 
 def test_the_checkpoint_thread_ends_with_its_store(tmp_path):
-    def threads() -> int:
-        return sum(1 for thread in threading.enumerate() if thread.name == "sqlite-checkpoint")
-
-    Store(tmp_path / "gone.db")
+    before = set(threading.enumerate())
+    store = Store(tmp_path / "gone.db")
+    [thread] = [thread for thread in set(threading.enumerate()) - before if thread.name == "sqlite-checkpoint"]
+    del store
     gc.collect()
-    before = threads()
-    assert _within(5.0, lambda: threads() < before)
+    assert _within(15.0, lambda: not thread.is_alive())
 
 
 def _within(seconds: float, condition) -> bool:
