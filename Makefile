@@ -7,11 +7,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+NODE_INSTALLED := node_modules/.installed
 CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.dataclass \
 	--disable-timestamp --frozen-dataclasses --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
-.PHONY: help install generate lint unit acceptance test run kafka clean lock up down logs compose-test bench bench-smoke soak
+.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance test run kafka clean lock up down logs compose-test bench bench-smoke soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -22,21 +23,35 @@ $(INSTALLED): pyproject.toml requirements.txt constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
+$(NODE_INSTALLED): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund --prefer-offline
+	touch $@
+
 install: $(INSTALLED) ## Create .venv with the pinned dependencies
 	@echo "Dependencies installed in $(VENV)"
 
-generate: $(INSTALLED) ## Generate the dataclasses in generated/ from contracts/
+generate: $(INSTALLED) ## Generate the dataclasses and the AsyncAPI document in generated/ from contracts/
 	rm -rf generated && mkdir generated
 	echo '"""Generated from contracts/ by `make generate`; never edit by hand."""' > generated/__init__.py
 	for schema in contracts/*.json; do \
 	  $(BIN)/datamodel-codegen --input $$schema --output generated/$$(basename $$schema .json).py $(CODEGEN_FLAGS); \
 	done
+	$(BIN)/python -m eventbus.asyncapi generate generated/asyncapi.yaml
+
+docs: $(INSTALLED) $(NODE_INSTALLED) ## Render generated/asyncapi.yaml as build/docs/asyncapi.html (opens offline)
+	$(BIN)/python -m eventbus.asyncapi html build/docs/asyncapi.html
+
+contracts-check: $(INSTALLED) ## Check every contract is compatible with each of its released versions
+	$(BIN)/python -m eventbus.compatibility check
+
+contracts-release: $(INSTALLED) ## Freeze each changed contract as its next version in contracts/<name>/
+	$(BIN)/python -m eventbus.compatibility release
 
 lint: $(INSTALLED) ## Check style with ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit: $(INSTALLED) ## Run the unit tests (no broker needed)
+unit: $(INSTALLED) $(NODE_INSTALLED) ## Run the unit tests (no broker needed)
 	$(BIN)/pytest -q tests
 
 acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack (or ORDERS_URL's)
@@ -45,7 +60,7 @@ acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack 
 	$(BIN)/python -m behave features | tee .run/acceptance.log
 	@sed -n 's/^\([0-9]*\) scenarios passed, /acceptance: \1 passed, /p' .run/acceptance.log
 
-test: lint unit acceptance bench-smoke ## Run everything: lint, unit tests, acceptance features, bench smoke
+test: contracts-check lint unit acceptance bench-smoke ## Run everything: contract gate, lint, unit tests, features, bench smoke
 
 BENCH_ARGS ?=
 BENCH_FLAGS = $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE)) \

@@ -9,7 +9,7 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_binary, to_binary
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from eventbus import contracts, tracing
+from eventbus import contracts, tracing, versions
 
 _FORMAT = JSONFormat()
 
@@ -31,10 +31,12 @@ class Envelope:
 
 def seal(event: contracts.Event, source: str) -> KafkaMessage:
     """The Kafka message for `event`, keyed by its orderId, in the current trace."""
+    event_type = type(event).__name__
     attributes = {
         "id": str(uuid.uuid4()),
         "source": source,
-        "type": type(event).__name__,
+        "type": event_type,
+        "dataschema": contracts.dataschema(event_type),
         "time": datetime.now(UTC),
         "subject": str(event.orderId),
         "datacontenttype": "application/json",
@@ -46,9 +48,12 @@ def seal(event: contracts.Event, source: str) -> KafkaMessage:
 
 
 def open_message(headers: dict[str, bytes], key: bytes | None, value: bytes) -> Envelope | None:
-    """The event inside a message; None for an event type this system does not know.
+    """The event inside a message; None for an event type this system does not know
+    (a new major version of an event is a new type: readers that do not know it skip it).
 
-    Raises PoisonMessage for anything that cannot be an event of ours.
+    The payload is read tolerantly: fields this reader's contract does not know are
+    ignored, so a newer compatible version of the contract gets through. Raises
+    PoisonMessage for anything that cannot be an event of ours.
     """
     event_type = headers.get("ce_type")
     if not event_type:
@@ -63,9 +68,9 @@ def open_message(headers: dict[str, bytes], key: bytes | None, value: bytes) -> 
     if not isinstance(payload, dict):
         raise PoisonMessage("value is not a JSON object")
     try:
-        event = contracts.from_payload(cloud_event.get_type(), payload)
+        event = contracts.from_payload(cloud_event.get_type(), payload, reading=True)
     except contracts.ContractViolation as violation:
-        raise PoisonMessage(str(violation)) from violation
+        raise PoisonMessage(_refusal(cloud_event, violation)) from violation
     traceparent = headers.get("traceparent")
     return Envelope(
         id=cloud_event.get_id(),
@@ -73,4 +78,14 @@ def open_message(headers: dict[str, bytes], key: bytes | None, value: bytes) -> 
         source=cloud_event.get_source(),
         traceparent=traceparent.decode(errors="replace") if traceparent else None,
         event=event,
+    )
+
+
+def _refusal(cloud_event: CloudEvent, violation: contracts.ContractViolation) -> str:
+    """Why a reader refused an event: its type, the version it claims, each field at fault."""
+    event_type, claimed = cloud_event.get_type(), cloud_event.get_dataschema()
+    listed = "; ".join(f"{p['field']}: {p['message']}" for p in violation.problems)
+    return (
+        f"{event_type} {versions.claimed_version(claimed)} ({claimed or 'no dataschema'}) is refused by this "
+        f"reader's {event_type} contract, {contracts.dataschema(event_type)}: {listed}"
     )

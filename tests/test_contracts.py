@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from jsonschema import Draft202012Validator
 
-from eventbus import contracts
+from eventbus import contracts, versions
+from generated.order_created import OrderCreated
 
 CONTRACT_FILES = sorted(contracts.CONTRACTS_DIR.glob("*.json"))
 ORDER = {"orderId": 1, "userId": 1, "itemId": 2, "qty": 1, "ts": "2026-11-27T10:00:00.000Z"}
@@ -76,6 +77,39 @@ def test_booleans_are_not_integers():
 def test_a_whole_float_is_an_integer_and_arrives_as_an_int():
     order = contracts.from_payload("OrderCreated", ORDER | {"qty": 2.0})
     assert order.qty == 2 and type(order.qty) is int
+
+
+def test_a_reader_lets_unknown_fields_through_but_they_never_reach_the_dataclass():
+    assert contracts.problems("OrderCreated", ORDER | {"coupon": "FREE"}, reading=True) == []
+    assert contracts.from_payload("OrderCreated", ORDER | {"coupon": "FREE"}, reading=True) == OrderCreated(**ORDER)
+
+
+def test_a_request_is_read_strictly():
+    with pytest.raises(contracts.ContractViolation, match="coupon"):
+        contracts.from_payload("CreateOrderRequest", {"userId": 1, "itemId": 2, "qty": 1, "coupon": "FREE"})
+
+
+def test_the_current_version_is_the_latest_release_or_the_next_one(tmp_path):
+    current = tmp_path / "order_created.json"
+    current.write_text(json.dumps(contracts.schema("OrderCreated")))
+    assert versions.current_version(current) == 1
+    (tmp_path / "order_created").mkdir()
+    (tmp_path / "order_created" / "v1.json").write_text(current.read_text())
+    assert versions.current_version(current) == 1
+    current.write_text(json.dumps(contracts.schema("OrderCreated") | {"description": "Changed."}))
+    assert versions.current_version(current) == 2
+
+
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [
+        ("https://event-driven.example/contracts/order_created/v12.json", "version 12"),
+        ("https://elsewhere.example/order.json", "of unknown version"),
+        (None, "of unknown version"),
+    ],
+)
+def test_the_version_an_event_claims(uri, said):
+    assert versions.claimed_version(uri) == said
 
 
 def test_a_timestamp_that_is_not_rfc_3339_is_named():

@@ -2,18 +2,19 @@
 exactly the contract's payload, and anything unusable named as poison."""
 
 import json
+import re
 import uuid
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from eventbus import tracing
+from eventbus import contracts, tracing
 from eventbus.contracts import ContractViolation
 from eventbus.envelope import PoisonMessage, open_message, seal
 from generated.order_created import OrderCreated
 
-ORDER = OrderCreated(orderId=7, userId=1, itemId=2, qty=3, ts="2026-11-27T10:00:00.000Z")
+PAYLOAD = {"orderId": 7, "userId": 1, "itemId": 2, "qty": 3, "ts": "2026-11-27T10:00:00.000Z"}
+ORDER = OrderCreated(**PAYLOAD)
 
 
 def test_sealed_message_carries_cloudevents_headers():
@@ -24,6 +25,12 @@ def test_sealed_message_carries_cloudevents_headers():
     assert headers["ce_type"] == b"OrderCreated"
     assert headers["ce_subject"] == b"7"
     assert headers["content-type"] == b"application/json"
+
+
+def test_sealed_message_names_the_contract_version_that_wrote_it():
+    dataschema = seal(ORDER, "orders").headers["ce_dataschema"].decode()
+    assert re.fullmatch(r"https://event-driven\.example/contracts/order_created/v\d+\.json", dataschema)
+    assert dataschema == contracts.dataschema("OrderCreated")
 
 
 def test_sealed_message_is_timed_now_in_utc():
@@ -39,7 +46,7 @@ def test_every_seal_gets_its_own_id():
 def test_sealed_message_is_keyed_by_order_id_and_holds_exactly_the_payload():
     message = seal(ORDER, "orders")
     assert message.key == b"7"
-    assert json.loads(message.value) == asdict(ORDER)
+    assert json.loads(message.value) == PAYLOAD
 
 
 def test_sealed_message_continues_the_current_trace():
@@ -89,10 +96,46 @@ def test_a_value_that_is_not_a_json_object_is_poison(value):
 
 
 def test_a_payload_that_breaks_its_contract_is_poison_naming_the_field():
-    reason = poison_reason(value=json.dumps(asdict(ORDER) | {"qty": "3"}).encode())
+    reason = poison_reason(value=json.dumps(PAYLOAD | {"qty": "3"}).encode())
     assert "OrderCreated" in reason
     assert "qty" in reason
 
 
 def test_a_message_missing_required_cloudevents_headers_is_poison():
     assert "CloudEvent" in poison_reason(headers={"ce_type": b"OrderCreated"})
+
+
+def test_a_reader_ignores_fields_a_newer_version_added():
+    message = seal(ORDER, "orders")
+    newer = message.headers | {"ce_dataschema": b"https://event-driven.example/contracts/order_created/v2.json"}
+    value = json.dumps(PAYLOAD | {"coupon": "SPRING", "giftWrap": True}).encode()
+    assert open_message(newer, message.key, value).event == ORDER
+
+
+def test_a_reader_still_checks_every_field_it_needs():
+    value = json.dumps({k: v for k, v in PAYLOAD.items() if k != "qty"} | {"quantity": 3}).encode()
+    assert "qty" in poison_reason(value=value)
+
+
+def test_a_refused_event_is_named_with_the_version_it_claims():
+    headers = seal(ORDER, "orders").headers | {
+        "ce_dataschema": b"https://event-driven.example/contracts/order_created/v3.json"
+    }
+    reason = poison_reason(headers=headers, value=json.dumps(PAYLOAD | {"qty": "many"}).encode())
+    assert reason.startswith("OrderCreated version 3 (https://event-driven.example/contracts/order_created/v3.json)")
+    assert f"{contracts.dataschema('OrderCreated')}: qty: 'many' is not of type 'integer'" in reason
+
+
+def test_a_refused_event_without_a_dataschema_says_so():
+    headers = {name: value for name, value in seal(ORDER, "orders").headers.items() if name != "ce_dataschema"}
+    reason = poison_reason(headers=headers, value=json.dumps(PAYLOAD | {"qty": 0}).encode())
+    assert reason.startswith("OrderCreated of unknown version (no dataschema)")
+
+
+def test_a_new_major_version_is_skipped_like_an_unknown_type():
+    message = seal(ORDER, "orders")
+    headers = message.headers | {
+        "ce_type": b"OrderCreatedV2",
+        "ce_dataschema": b"https://event-driven.example/contracts/order_created_v2/v1.json",
+    }
+    assert open_message(headers, message.key, b'{"order": {"id": 7}}') is None

@@ -10,12 +10,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def python_files(folder: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in folder.glob("*.py")}
+def generated_files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in folder.iterdir() if path.suffix in (".py", ".yaml")}
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make to run the Makefile's generate recipe")
-def test_generated_dataclasses_match_the_contracts(tmp_path):
+def test_generated_files_match_the_contracts(tmp_path):
     # Run the Makefile's own recipe in a scratch copy, with this virtualenv's tools
     # and without re-installing it (-o), so generated/ here is left alone.
     shutil.copy(ROOT / "Makefile", tmp_path)
@@ -24,6 +24,6 @@ def test_generated_dataclasses_match_the_contracts(tmp_path):
     make = ["make", "-s", "-C", str(tmp_path), "-o", ".venv/.installed", f"BIN={bin_dir}", "generate"]
     subprocess.run(make, check=True, capture_output=True)
 
-    fresh, committed = python_files(tmp_path / "generated"), python_files(ROOT / "generated")
+    fresh, committed = generated_files(tmp_path / "generated"), generated_files(ROOT / "generated")
     stale = sorted(name for name in fresh | committed if fresh.get(name) != committed.get(name))
     assert not stale, f"generated/ is out of date with contracts/ ({', '.join(stale)}): run `make generate`"

@@ -60,7 +60,7 @@ def place_order(service: Service, request: CreateOrderRequest) -> Decision:
         order_id = request.orderId or _next_order_id(tx)
         decision = decide(request, existing, order_id, timestamp())
         if decision.outcome == "created":
-            tx["orders"].insert(vars(decision.order))
+            tx["orders"].insert(vars(decision.order), alter=True)  # a field the contract gained gets a column
         if decision.outcome != "conflict":
             service.publish(tx, decision.order)
     service.relay.wake()
