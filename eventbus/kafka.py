@@ -20,6 +20,7 @@ COMMIT_INTERVAL = 1.0  # seconds
 IDLE = {"fetch_min_bytes": 1, "fetch_max_wait_ms": 500}
 BUSY = {"fetch_min_bytes": 256 * 1024, "fetch_max_wait_ms": 5}
 IDLE_POLL_MS, BUSY_POLL_MS = 500, 50
+BUSY_RECORDS = 3  # a poll this full means records come faster than fetches return one at a time
 
 
 def make_producer(settings: Settings) -> KafkaProducer:
@@ -61,11 +62,13 @@ class Poller:
     """How every consumer of ours polls and commits.
 
     Fetches are batched only while busy: every fetch costs the client and the
-    broker about the same whatever it carries, so while records keep coming the
-    broker is asked to hold each fetch a few ms to fill it; after a poll that
-    comes back empty, fetches go back to returning at the first byte, so an idle
-    stack costs nothing extra. kafka-python reads these two settings each time
-    it builds a fetch request (there is no public setter, hence `_fetcher`).
+    broker about the same whatever it carries, so while polls come back with
+    several records the broker is asked to hold each fetch a few ms to fill it;
+    once a poll brings fewer, fetches go back to returning at the first byte. At
+    a low rate a held fetch would mostly come back empty, which costs more than
+    it saves (measured: 1.3 cores at 25 orders/s when any record meant busy).
+    kafka-python reads these two settings each time it builds a fetch request
+    (there is no public setter, hence `_fetcher`).
 
     Offsets of finished work are committed at most every COMMIT_INTERVAL (and
     at close): committing less often only means more idempotent redelivery
@@ -79,9 +82,10 @@ class Poller:
 
     def poll(self) -> dict:
         batches = self._consumer.poll(timeout_ms=BUSY_POLL_MS if self._busy else IDLE_POLL_MS)
-        if bool(batches) != self._busy:
-            self._busy = bool(batches)
-            self._consumer._fetcher.config.update(BUSY if self._busy else IDLE)
+        busy = sum(len(records) for records in batches.values()) >= BUSY_RECORDS
+        if busy != self._busy:
+            self._busy = busy
+            self._consumer._fetcher.config.update(BUSY if busy else IDLE)
         return batches
 
     def done(self, next_offsets: dict[TopicPartition, int]) -> None:

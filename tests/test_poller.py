@@ -6,15 +6,16 @@ from eventbus.kafka import Poller
 from generated.order_created import OrderCreated
 
 
-def test_fetches_wait_to_fill_while_busy_and_return_at_once_after_an_empty_poll(fake_consumer, kafka_record):
+def test_fetches_wait_to_fill_while_polls_are_full_and_return_at_once_otherwise(fake_consumer, kafka_record):
     record = kafka_record(seal(OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts="2026-01-01T00:00:00Z"), "orders"))
-    consumer = fake_consumer([record], [record], [], [record])
+    full, one = [record] * kafka.BUSY_RECORDS, [record]
+    consumer = fake_consumer(full, full, one, [], full)
     poller = Poller(consumer)
     seen = []
-    for _ in range(4):
+    for _ in range(5):
         poller.poll()
         seen.append(dict(consumer._fetcher.config))
-    assert seen == [kafka.BUSY, kafka.BUSY, kafka.IDLE, kafka.BUSY]
+    assert seen == [kafka.BUSY, kafka.BUSY, kafka.IDLE, kafka.IDLE, kafka.BUSY]
     assert kafka.IDLE["fetch_min_bytes"] == 1
 
 
