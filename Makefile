@@ -13,7 +13,7 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--formatters builtin --target-python-version 3.11
 
 .PHONY: help install generate contracts-check contracts-release docs lint unit acceptance spec test run tail kafka \
-	clean lock up down logs compose-test browser-test bench bench-smoke
+	clean lock up down logs compose-test browser-test bench bench-smoke soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -78,13 +78,18 @@ test: contracts-check lint unit acceptance bench-smoke ## Run everything: contra
 
 BENCH_ARGS ?=
 BENCH_FLAGS = $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE)) \
-	$(if $(DURATION),--duration $(DURATION)) $(if $(CLIENTS),--clients $(CLIENTS)) $(BENCH_ARGS)
+	$(if $(DURATION),--duration $(DURATION)) $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(STEP),--step $(STEP)) \
+	$(if $(SWEEP_TO),--sweep-to $(SWEEP_TO)) $(if $(IDLE),--idle $(IDLE)) $(BENCH_ARGS)
 
-bench: $(INSTALLED) ## Benchmark relay baseline, chain throughput and latency (ORDERS= RATE= DURATION= CLIENTS=)
+bench: $(INSTALLED) ## Benchmark baselines, chain, latency sweep (picture) and idle (ORDERS= RATE= DURATION= SWEEP_TO= ...)
 	$(BIN)/python -m bench $(BENCH_FLAGS)
 
 bench-smoke: $(INSTALLED) ## A short benchmark run that only checks the benchmark still works
 	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
+
+soak: $(INSTALLED) ## Hours, not minutes: growth per hour and lost/doubled effects (DURATION=900 RATE=100 RETENTION=60)
+	$(BIN)/python -m bench.soak $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) \
+	$(if $(RETENTION),--retention $(RETENTION))
 
 run: $(INSTALLED) ## Start Kafka and the three services in the foreground (Ctrl-C stops)
 	@$(BIN)/python -m devstack run

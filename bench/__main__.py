@@ -1,39 +1,46 @@
-"""`python -m bench`: measure the relay baseline, the chain's throughput and
-its latency, in one run on one broker; print a table, write .bench/latest.json.
+"""`python -m bench`: measure the two baselines, the chain's throughput, its
+latency against offered load and the stack at rest, in one run on one broker;
+print a table with the targets, write .bench/latest.json and .bench/latest.png.
 
 Without ORDERS_URL it starts a fresh local stack of its own and stops it at
 the end, Ctrl-C included."""
 
 import argparse
 import os
-import signal
 import sys
 import time
 
-from bench import chain, relay, report
+from bench import baselines, chain, plot, report
 from bench.cpu import CpuMeter
 from bench.memory import RssSampler
-from bench.progress import Progress
+from bench.progress import Progress, until_interrupted
 from bench.target import Target, open_target
 from bench.watcher import ChainWatcher
 
-FULL = {"orders": 20_000, "rate": 100.0, "duration": 20.0, "clients": 256}
-SMOKE = {"orders": 300, "rate": 100.0, "duration": 4.0, "clients": 32}
-RELAY_WARMUP_S = {False: 10.0, True: 1.0}  # a fresh broker's JIT needs about ten seconds
+FULL = {"orders": 10_000, "rate": 100.0, "duration": 20.0, "clients": 256, "step": 8.0, "idle": 20.0}
+SMOKE = {"orders": 300, "rate": 100.0, "duration": 3.0, "clients": 32, "step": 1.5, "idle": 2.0}
+BASELINE_S = {False: 15.0, True: 2.0}
+WARMUP_S = {False: 10.0, True: 1.0}  # a fresh broker's JIT needs about ten seconds; the relay runs first
 CHAIN_DEADLINE_S = {False: 1800, True: 60}  # the closed loop stops here, finished or not
-LATENCY_WORKERS = 32  # enough threads that the open loop never waits for a free one
+LATENCY_WORKERS = 64  # enough threads that the open loop never waits for a free one
+SWEEP = (25, 50, 100, 150, 225, 340, 500, 750, 1100, 1700)  # orders/s offered, until p99 passes the limit
+SMOKE_SWEEP = (25, 50, 100)
+SWEEP_LIMIT_MS = 1000
+SETTLE_BEFORE_IDLE_S = 3.0  # consumers go back to slow fetches after their first empty poll
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--orders", type=int, help=f"orders measured in steady state (default {FULL['orders']:,})")
-    parser.add_argument("--rate", type=float, help=f"offered orders/s of the latency phase (default {FULL['rate']:g})")
-    parser.add_argument(
-        "--duration", type=float, help=f"seconds of the relay and of the latency phase (default {FULL['duration']:g})"
-    )
+    parser.add_argument("--rate", type=float, help=f"orders/s of the latency targets (default {FULL['rate']:g})")
+    parser.add_argument("--duration", type=float, help=f"seconds at --rate (default {FULL['duration']:g})")
+    parser.add_argument("--step", type=float, help=f"seconds at each other rate swept (default {FULL['step']:g})")
+    parser.add_argument("--sweep-to", type=float, help="the highest rate swept (default: until p99 passes 1 s)")
+    parser.add_argument("--idle", type=float, help=f"seconds the stack is measured at rest (default {FULL['idle']:g})")
     parser.add_argument(
         "--clients", type=int, help=f"orders in the chain at once in the closed loop (default {FULL['clients']})"
     )
+    parser.add_argument("--no-baselines", action="store_true", help="skip both baselines (to compare two commits)")
     parser.add_argument("--smoke", action="store_true", help="a short run that only checks the benchmark works")
     args = parser.parse_args(argv)
     for name, default in (SMOKE if args.smoke else FULL).items():
@@ -48,31 +55,33 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict:
     with open_target(progress.note) as target:
         results |= {"stack": "local" if target.local else "remote", "kafka_version": target.kafka_version()}
         partitions = target.partitions()
-        layout = (len(partitions), target.replication_factor())
-        warmup = RELAY_WARMUP_S[args.smoke]
-        results |= relay.run(target.bootstrap_servers, *layout, args.duration, warmup, progress, target.pids)
-        progress.done("relay", f"{results['relay_msgs_per_s']} msgs/s out of hop {relay.HOPS}")
+        layout = (target.bootstrap_servers, len(partitions), target.replication_factor())
+        seconds = BASELINE_S[args.smoke]
+        shapes = [] if args.no_baselines else [(baselines.RELAY, WARMUP_S[args.smoke]), (baselines.FANOUT, 1.0)]
+        for shape, warmup in shapes:
+            results |= baselines.run(shape, *layout, seconds, warmup, progress, target.pids)
+            rate = results[f"{shape.name}_{shape.unit}s_per_s"]
+            progress.done(shape.name, f"{rate} {shape.unit}s/s out of {len(shape.hops)} consumer groups")
         target.wait_settled()
         watcher = ChainWatcher(target.bootstrap_servers, partitions)
         try:
             with RssSampler(target.pids) as rss:
                 results |= _throughput(target, watcher, args, progress)
-                results |= _latency(target, watcher, args, progress)
+                results |= _sweep(target, watcher, args, progress)
             results["rss_mb"] = rss.summary() if target.local else None
         finally:
             watcher.close()
+        results |= _idle(target, args, progress)
         results["broker_heap_mb"] = target.broker_heap_mb()
         if target.local:
             results["restarts"] = {name: child.restarts for name, child in target.stack.supervisor.children.items()}
-    relay_rate, chain_rate = results.get("relay_msgs_per_s"), results.get("chain_orders_per_s")
-    results["ratio"] = round(chain_rate / relay_rate, 4) if relay_rate and chain_rate else None
-    results["ratio_cpu"] = _cpu_ratio(results)
     results["args"] = vars(args)
+    results["targets"] = report.targets(results)
     return results
 
 
 def _throughput(target: Target, watcher: ChainWatcher, args: argparse.Namespace, progress: Progress) -> dict:
-    with CpuMeter(lambda: _ours(target)) as cpu:
+    with CpuMeter(lambda: _ours(target, watcher)) as cpu:
         deadline = CHAIN_DEADLINE_S[args.smoke]
         results = chain.throughput(target.orders_url, watcher, args.orders, args.clients, progress, deadline)
     results["chain_cpu"] = cpu.summary(results["chain_orders_total"], "order")
@@ -84,50 +93,77 @@ def _throughput(target: Target, watcher: ChainWatcher, args: argparse.Namespace,
     return results
 
 
-def _latency(target: Target, watcher: ChainWatcher, args: argparse.Namespace, progress: Progress) -> dict:
-    with CpuMeter(lambda: _ours(target)) as cpu:
-        results = chain.latency(target.orders_url, watcher, args.rate, args.duration, LATENCY_WORKERS, progress)
-    results["latency_cpu"] = cpu.summary(results["latency_orders"], "order")
-    progress.done("latency", f"p50 {results['p50_ms']} ms, p99 {results['p99_ms']} ms")
+def _sweep(target: Target, watcher: ChainWatcher, args: argparse.Namespace, progress: Progress) -> dict:
+    """The open loop at rising rates until p99 passes SWEEP_LIMIT_MS; the step
+    at --rate runs for --duration and gives the latency targets."""
+    rates = sorted(set(SMOKE_SWEEP if args.smoke else SWEEP) | {args.rate})
+    rates = [rate for rate in rates if args.sweep_to is None or rate <= max(args.sweep_to, args.rate)]
+    steps, results = [], {}
+    for rate in rates:
+        seconds = args.duration if rate == args.rate else args.step
+        with CpuMeter(lambda: _ours(target, watcher)) as cpu:
+            figures = chain.latency(target.orders_url, watcher, rate, seconds, LATENCY_WORKERS, progress)
+        figures["latency_cpu"] = cpu.summary(figures["latency_orders"], "order")
+        steps.append(_step(figures))
+        progress.done(f"{rate:g}/s", f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
+        if rate == args.rate:
+            results |= figures
+        target.wait_settled()
+        if rate >= args.rate and (figures["p99_ms"] is None or figures["p99_ms"] > SWEEP_LIMIT_MS):
+            break
+    results["sweep"] = steps
+    results["sweep_limit_ms"] = SWEEP_LIMIT_MS
+    results["picture"] = str(plot.draw(steps, SWEEP_LIMIT_MS, report.OUT_DIR / "latest.png"))
     return results
 
 
-def _cpu_ratio(results: dict) -> float | None:
-    """Chain ÷ relay from CPU per order and per message instead of rates: the
-    same question, but other work on the machine barely moves the answer.
-    Counts the broker and the relay's or the chain's processes, not the bench's."""
-    per_message = (results.get("relay_cpu") or {}).get("cpu_ms_per_msg") or {}
-    per_order = (results.get("chain_cpu") or {}).get("cpu_ms_per_order") or {}
-    relay_ms = sum(ms for name, ms in per_message.items() if name.startswith("bench-") or name == "kafka")
-    chain_ms = sum(ms for name, ms in per_order.items() if name != "bench")
-    return round(relay_ms / chain_ms, 4) if relay_ms and chain_ms and "kafka" in per_order else None
+def _step(figures: dict) -> dict:
+    """One point of the picture."""
+    cpu = figures["latency_cpu"]
+    return {
+        "offered": figures["offered_rate"],
+        "achieved": figures["achieved_rate"],
+        "p50_ms": figures["p50_ms"],
+        "p99_ms": figures["p99_ms"],
+        "http_p99_ms": figures["http_p99_ms"],
+        "lost": figures["latency_lost"],
+        "stack_cores": report.stack_total(cpu["cores"]),
+        "bench_cores": report.bench_total(cpu["cores"]),
+        "machine_cores": cpu["machine_cores_busy"],
+        "stack_cpu_ms_per_order": report.stack_total(cpu.get("cpu_ms_per_order") or {}),
+    }
 
 
-def _ours(target: Target) -> dict[str, int]:
-    return target.pids() | {"bench": os.getpid()}
+def _idle(target: Target, args: argparse.Namespace, progress: Progress) -> dict:
+    """The stack at rest after the load (no watcher, no clients): what it costs
+    a laptop to keep it running."""
+    target.wait_settled()
+    time.sleep(SETTLE_BEFORE_IDLE_S)
+    with CpuMeter(target.pids) as cpu:
+        time.sleep(args.idle)
+    summary = cpu.summary(0, "order")
+    idle_pct = round(100 * sum(summary["cores"].values()), 1)
+    idle = {"idle_cpu": summary, "idle_s": args.idle, "idle_pct_of_core": idle_pct}
+    progress.done("idle", f"{idle['idle_pct_of_core']}% of one core for the whole stack at rest")
+    return idle
 
 
-def _interrupt(*_) -> None:
-    """Ctrl-C or SIGTERM: unwind, so the stack is stopped on the way out. Set
-    explicitly because a shell starts background jobs with SIGINT ignored."""
-    raise KeyboardInterrupt
+def _ours(target: Target, watcher: ChainWatcher | None = None) -> dict[str, int | str]:
+    """The stack's processes, this one, and the watcher's threads within it."""
+    return target.pids() | {"bench": os.getpid()} | (watcher.threads() if watcher else {})
 
 
 def main(argv: list[str] | None = None) -> int:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
     args = parse(argv)
     progress = Progress()
     started = time.monotonic()
-    try:
-        results = measure(args, progress)
-    except KeyboardInterrupt:
-        progress.note("interrupted; the stack is stopped and nothing was written")
+    results = until_interrupted(lambda: measure(args, progress), progress)
+    if results is None:
         return 130
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     path = report.write(results)
     print(report.table(results))
-    print(f"written to {path} in {results['elapsed_s']:.0f}s")
+    print(f"written to {path} and {results['picture']} in {results['elapsed_s']:.0f}s")
     if report.missing(results):
         progress.note(f"the run measured nothing for: {', '.join(report.missing(results))}")
         return 1

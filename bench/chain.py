@@ -139,7 +139,8 @@ def latency(orders_url: str, watcher: ChainWatcher, rate: float, seconds: float,
     finally:
         stop.set()
     replied = [result for result in results[warmup:] if result is not None]
-    return {"offered_rate": rate, **_figures(replied, watcher, wall_offset)}
+    accepted = sum(1 for result in results if result is not None and result[3] is not None)
+    return {"offered_rate": rate, "accepted_total": accepted, **_figures(replied, watcher, wall_offset)}
 
 
 def _figures(replied: list[tuple], watcher: ChainWatcher, wall_offset: float) -> dict:

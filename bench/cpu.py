@@ -10,8 +10,9 @@ from pathlib import Path
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu_s(pid: int) -> float | None:
-    """User plus system CPU seconds of `pid`, all its threads; None when it is gone."""
+def process_cpu_s(pid: int | str) -> float | None:
+    """User plus system CPU seconds of `pid`, all its threads, or of one thread
+    when `pid` is "<pid>/task/<tid>"; None when it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -29,7 +30,7 @@ def machine_busy_s() -> float:
 class CpuMeter:
     """CPU use of the processes `pids()` names, and of the machine, between enter and exit."""
 
-    def __init__(self, pids: Callable[[], dict[str, int]]):
+    def __init__(self, pids: Callable[[], dict[str, int | str]]):
         self._pids = pids
 
     def __enter__(self) -> "CpuMeter":
@@ -69,7 +70,7 @@ class CpuMeter:
         return {
             "machine_cores_busy": round(self.machine_cores(), 2),
             "other_cores_busy": round(max(self.machine_cores() - sum(spent.values()) / wall, 0.0), 2),
-            "cores": {name: round(seconds / wall, 2) for name, seconds in spent.items()},
+            "cores": {name: round(seconds / wall, 3) for name, seconds in spent.items()},
             f"cpu_ms_per_{unit}": {name: round(seconds * 1000 / work, 3) for name, seconds in spent.items()}
             if work
             else {},

@@ -4,8 +4,13 @@ On a terminal the line is redrawn in place; in a log (make test, CI) it is a
 plain line every few seconds instead of a wall of carriage returns.
 """
 
+import signal
 import sys
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 WIDTH = 24
 LOG_EVERY_S = 5.0
@@ -45,3 +50,20 @@ class Progress:
             self._open = False
         self._stream.write(message + "\n")
         self._stream.flush()
+
+
+def until_interrupted(work: Callable[[], T], progress: Progress) -> T | None:
+    """Run `work`; Ctrl-C or SIGTERM unwinds it, so the stack is stopped on the
+    way out, and gives None. Set explicitly because a shell starts background
+    jobs with SIGINT ignored."""
+
+    def interrupt(*_) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
+    try:
+        return work()
+    except KeyboardInterrupt:
+        progress.note("interrupted; the stack is stopped and nothing was written")
+        return None

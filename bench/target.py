@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from devstack.kafka import VERSION as KAFKA_VERSION
 from devstack.stack import Stack, StackConfig
@@ -22,6 +23,9 @@ GROUPS = ("orders", "billing", "notifications")  # each service's consumer group
 _OFFSET = env_int("PORT_OFFSET", 0)
 LOCAL = StackConfig(
     home=Path(".run/bench"), kafka_port=29092 + _OFFSET, controller_port=29093 + _OFFSET, orders_port=25002 + _OFFSET
+)
+SOAK = StackConfig(  # `make soak` beside a `make bench`: ten ports up
+    home=Path(".run/soak"), kafka_port=29102 + _OFFSET, controller_port=29103 + _OFFSET, orders_port=25012 + _OFFSET
 )
 
 
@@ -81,22 +85,27 @@ class Target:
 
     def lag(self) -> int:
         """Messages on the topic that some service's consumer group has not committed yet."""
+        return sum(self.lag_by_group().values())
+
+    def lag_by_group(self) -> dict[str, int]:
+        """For each service's consumer group, the messages it has not committed yet."""
         partitions = self.partitions()
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap_servers)
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
         try:
             ends = consumer.end_offsets(partitions)
-            committed = admin.list_group_offsets(list(GROUPS))
+            committed = _retrying(lambda: admin.list_group_offsets(list(GROUPS)))
         finally:
             consumer.close()
             admin.close()
-        total = 0
+        lag = {}
         for group in GROUPS:
             offsets = committed.get(group, {})
-            for partition, end in ends.items():
-                done = offsets.get(partition)
-                total += end - (done.offset if done is not None and done.offset >= 0 else 0)
-        return total
+            lag[group] = sum(  # max(): a commit may land between reading the ends and the offsets
+                max(end - (done.offset if (done := offsets.get(partition)) is not None and done.offset >= 0 else 0), 0)
+                for partition, end in ends.items()
+            )
+        return lag
 
     def wait_settled(self, timeout_s: float = 120) -> int:
         """Wait until every service has caught up (twice in a row, as outboxes may
@@ -111,17 +120,28 @@ class Target:
             time.sleep(0.5)
 
 
+def _retrying(call, attempts: int = 20):
+    """A group coordinator still loading its offsets answers with a retriable error."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except KafkaError as error:
+            if not error.retriable or attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+
+
 @contextmanager
-def open_target(say) -> Iterator[Target]:
+def open_target(say, config: StackConfig = LOCAL) -> Iterator[Target]:
     """The stack named in the environment, or a fresh local one stopped at the end."""
     if os.environ.get("ORDERS_URL"):
         yield Target(os.environ["ORDERS_URL"], os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
         return
-    stack = Stack(LOCAL, echo=False, fresh=True)
-    say(f"starting a local stack in {LOCAL.home} (Kafka :{LOCAL.kafka_port}, orders :{LOCAL.orders_port})")
+    stack = Stack(config, echo=False, fresh=True)
+    say(f"starting a local stack in {config.home} (Kafka :{config.kafka_port}, orders :{config.orders_port})")
     try:
         stack.start()
-        yield Target(LOCAL.orders_url, stack.broker.bootstrap_servers, stack)
+        yield Target(config.orders_url, stack.broker.bootstrap_servers, stack)
     finally:
         say("stopping the local stack")
         stack.stop()

@@ -2,11 +2,14 @@
 here, and when each of its events was produced (the record's CreateTime), which
 splits a delay between the services."""
 
+import os
 import threading
 import time
 from collections.abc import Callable
 
 from kafka import KafkaConsumer, TopicPartition
+
+from eventbus.kafka import Poller
 
 STAGES = (b"OrderCreated", b"PaymentCaptured", b"EmailSent")
 
@@ -14,16 +17,25 @@ STAGES = (b"OrderCreated", b"PaymentCaptured", b"EmailSent")
 class ChainWatcher:
     """Reads orders.events in a thread from the moment it is made. No consumer
     group: it reads all partitions from their end at start, so it neither
-    disturbs the services' groups nor sees earlier runs."""
+    disturbs the services' groups nor sees earlier runs. It polls as the
+    services do (eventbus.kafka.Poller), and its threads' CPU is measured apart,
+    since it is a fourth consumer on the same cores."""
 
     def __init__(self, bootstrap_servers: str, partitions: list[TopicPartition]):
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+        before = set(threading.enumerate())
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers, enable_auto_commit=False, metrics_enabled=False
+        )
+        self._io_threads = set(threading.enumerate()) - before
+        self._poller = Poller(self._consumer)
         self._consumer.assign(partitions)
         for partition, end in self._consumer.end_offsets(partitions).items():
             self._consumer.seek(partition, end)
         self._lock = threading.Lock()
         self._seen: dict[int, float] = {}
         self._produced: dict[int, dict[bytes, int]] = {}
+        self._first_id: dict[tuple[int, bytes], bytes | None] = {}  # (order, type) -> its first ce_id
+        self.doubled: dict[bytes, set[int]] = {event_type: set() for event_type in STAGES}
         self._waiting: dict[int, Callable[[float], None]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="chain-watcher", daemon=True)
@@ -31,7 +43,7 @@ class ChainWatcher:
 
     def _read(self) -> None:
         while not self._stop.is_set():
-            batches = self._consumer.poll(timeout_ms=100)
+            batches = self._poller.poll()
             now = time.monotonic()
             for records in batches.values():
                 for record in records:
@@ -40,8 +52,16 @@ class ChainWatcher:
                         continue  # not an order's event (a poison test message, say)
                     order_id = int(record.key)
                     self._produced.setdefault(order_id, {}).setdefault(event_type, record.timestamp)
+                    self._count(order_id, event_type, record)
                     if event_type == b"EmailSent":
                         self._saw(order_id, now)
+
+    def _count(self, order_id: int, event_type: bytes, record) -> None:
+        """A second copy with the same ce_id is a harmless redelivery; another
+        ce_id is a second effect (a second charge, a second email)."""
+        ce_id = next((value for name, value in record.headers or () if name == "ce_id"), None)
+        if self._first_id.setdefault((order_id, event_type), ce_id) != ce_id:
+            self.doubled[event_type].add(order_id)
 
     def _saw(self, order_id: int, when: float) -> None:
         with self._lock:
@@ -70,9 +90,21 @@ class ChainWatcher:
             self._waiting.pop(order_id, None)
             return self._seen.get(order_id)
 
+    def emailed(self) -> int:
+        """How many orders' EmailSent was seen."""
+        with self._lock:
+            return len(self._seen)
+
     def produced(self, order_id: int) -> dict[bytes, int]:
         """When each event of the order was produced, in ms since the epoch, by ce_type."""
         return self._produced.get(order_id, {})
+
+    def threads(self) -> dict[str, str]:
+        """This watcher's threads (its own and kafka-python's I/O thread) as
+        CpuMeter names them: /proc/<pid>/task/<tid>/stat holds one thread's CPU."""
+        ids = {"bench.watcher": self._thread.native_id}
+        ids |= {f"bench.watcher-io{n}": thread.native_id for n, thread in enumerate(self._io_threads)}
+        return {name: f"{os.getpid()}/task/{tid}" for name, tid in ids.items() if tid is not None}
 
     def close(self) -> None:
         self._stop.set()

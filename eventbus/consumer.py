@@ -5,7 +5,6 @@ transaction commits are the Kafka offsets committed."""
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -18,12 +17,11 @@ from sqlite_utils import Database
 from eventbus import ledger, outbox, tracing
 from eventbus.contracts import EVENT_TYPES, Event
 from eventbus.envelope import PoisonMessage, open_message
-from eventbus.kafka import commit
+from eventbus.kafka import Poller
 from eventbus.settings import Settings
 from eventbus.store import Store
 
 log = logging.getLogger(__name__)
-COMMIT_INTERVAL = 0.1  # seconds
 FIRST_BACKOFF, MAX_BACKOFF = 0.05, 10.0  # seconds
 
 
@@ -68,22 +66,22 @@ class ConsumerLoop:
         self._backoff = 0.0
         self._failing: set[tuple[str, int, int]] = set()
         self._queued = False  # something went into the outbox: wake the relay
-        self._uncommitted: dict[TopicPartition, int] = {}
-        self._committed_at = 0.0
+        self._poller = Poller(consumer)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            batches = self._consumer.poll(timeout_ms=500)
+            batches = self._poller.poll()
             self._polled()
-            if batches:
-                self._process_batch(batches, stop)
-            self._commit(force=False)
-        self._commit(force=True)
+            self._poller.done(self._process_batch(batches, stop) if batches else {})
+        self._poller.close()
 
-    def _process_batch(self, batches: dict[TopicPartition, list[ConsumerRecord]], stop: threading.Event) -> None:
+    def _process_batch(
+        self, batches: dict[TopicPartition, list[ConsumerRecord]], stop: threading.Event
+    ) -> dict[TopicPartition, int]:
         """Everything one poll returned, in one transaction with a savepoint per
         message (none when nothing is for this service). A message that fails is
-        rolled back alone; its partition is sought back to it and retried."""
+        rolled back alone; its partition is sought back to it and retried.
+        Returns the offsets to commit for what is done."""
         done: dict[TopicPartition, int] = {}
         failures = []
         ours = any(not self._not_for_us(record) for records in batches.values() for record in records)
@@ -99,11 +97,11 @@ class ConsumerLoop:
                             self._consumer.seek(partition, record.offset)
                             break
                     done[partition] = record.offset + 1
-        self._uncommitted |= done
         if self._queued:
             self._queued = False
             self._published()
         self._report(failures, stop)
+        return done
 
     def _report(self, failures: list, stop: threading.Event) -> None:
         """Back off before a retry: briefly at first, longer while the same messages keep failing."""
@@ -122,14 +120,6 @@ class ConsumerLoop:
                 exc_info=not isinstance(error, TransientError),
             )
         stop.wait(self._backoff)
-
-    def _commit(self, force: bool) -> None:
-        """Commit what is done, at most every COMMIT_INTERVAL (and at the end):
-        committing less often only means more idempotent redelivery after a crash."""
-        if self._uncommitted and (force or time.monotonic() - self._committed_at >= COMMIT_INTERVAL):
-            commit(self._consumer, self._uncommitted, wait=force)
-            self._uncommitted = {}
-            self._committed_at = time.monotonic()
 
     def _process(self, tx: Database, record: ConsumerRecord) -> None:
         """Handle one message inside the batch's transaction."""

@@ -2,6 +2,7 @@
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,6 +14,13 @@ from eventbus.settings import Settings
 
 log = logging.getLogger(__name__)
 Client = TypeVar("Client")
+COMMIT_INTERVAL = 1.0  # seconds
+# Fetch pacing: at rest a fetch waits up to IDLE_WAIT_MS for its first byte; while
+# records keep coming the broker holds each fetch BUSY_WAIT_MS to fill it.
+IDLE = {"fetch_min_bytes": 1, "fetch_max_wait_ms": 500}
+BUSY = {"fetch_min_bytes": 256 * 1024, "fetch_max_wait_ms": 5}
+IDLE_POLL_MS, BUSY_POLL_MS = 500, 50
+BUSY_RECORDS = 3  # a poll this full means records come faster than fetches return one at a time
 
 
 def make_producer(settings: Settings) -> KafkaProducer:
@@ -25,6 +33,7 @@ def make_producer(settings: Settings) -> KafkaProducer:
         linger_ms=5,
         max_block_ms=5_000,
         reconnect_backoff_max_ms=2_000,
+        metrics_enabled=False,  # sensors cost CPU on every request, and nothing reads them
     )
 
 
@@ -43,9 +52,57 @@ def make_consumer(settings: Settings, group: str) -> KafkaConsumer:
         session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000,
         reconnect_backoff_max_ms=2_000,
+        metrics_enabled=False,
     )
     consumer.subscribe([settings.topic])
     return consumer
+
+
+class Poller:
+    """How every consumer of ours polls and commits.
+
+    Fetches are batched only while busy: every fetch costs the client and the
+    broker about the same whatever it carries, so while polls come back with
+    several records the broker is asked to hold each fetch a few ms to fill it;
+    once a poll brings fewer, fetches go back to returning at the first byte. At
+    a low rate a held fetch would mostly come back empty, which costs more than
+    it saves (measured: 1.3 cores at 25 orders/s when any record meant busy).
+    kafka-python reads these two settings each time it builds a fetch request
+    (there is no public setter, hence `_fetcher`).
+
+    Offsets of finished work are committed at most every COMMIT_INTERVAL (and
+    at close): committing less often only means more idempotent redelivery
+    after a crash."""
+
+    def __init__(self, consumer: KafkaConsumer):
+        self._consumer = consumer
+        self._busy = False
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
+
+    def poll(self) -> dict:
+        batches = self._consumer.poll(timeout_ms=BUSY_POLL_MS if self._busy else IDLE_POLL_MS)
+        busy = sum(len(records) for records in batches.values()) >= BUSY_RECORDS
+        if busy != self._busy:
+            self._busy = busy
+            self._consumer._fetcher.config.update(BUSY if busy else IDLE)
+        return batches
+
+    def done(self, next_offsets: dict[TopicPartition, int]) -> None:
+        """The work up to these offsets is durable: commit them, now or soon."""
+        self._uncommitted |= next_offsets
+        if self._uncommitted and time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
+            self._commit(wait=False)
+
+    def close(self) -> None:
+        """Commit what is done and wait for the answer."""
+        if self._uncommitted:
+            self._commit(wait=True)
+
+    def _commit(self, wait: bool) -> None:
+        commit(self._consumer, self._uncommitted, wait=wait)
+        self._uncommitted = {}
+        self._committed_at = time.monotonic()
 
 
 def commit(consumer: KafkaConsumer, next_offsets: dict[TopicPartition, int], wait: bool = False) -> None:

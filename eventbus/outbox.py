@@ -3,6 +3,12 @@ as the state change that caused them, then a relay publishes them to Kafka.
 
 A row is marked sent only after Kafka acknowledged it; a row published again
 after a crash keeps its headers, so its duplicate carries the same ce_id.
+Marks are written together, at most every MARK_EVERY_S: one write transaction
+for many relay rounds instead of one per round, at the price of a few more
+duplicates (same ce_id, absorbed by the consumers' ledgers) after a crash.
+Sent rows are deleted once they are older than the retention setting
+(OUTBOX_RETENTION_S), so the outbox stays as large as that window, not as
+large as the history; the events themselves live on in Kafka.
 """
 
 import json
@@ -25,6 +31,8 @@ from eventbus.store import Store
 log = logging.getLogger(__name__)
 BATCH = 500
 IDLE_POLL = 0.5
+MARK_EVERY_S = 0.2
+PRUNE_EVERY_S = 10.0
 LEASE_SECONDS = 5.0
 
 
@@ -62,6 +70,13 @@ def add_event(db: Database, settings: Settings, event: Event) -> None:
     add(db, settings.topic, seal(event, settings.service))
 
 
+def prune(db: Database, retention_s: float) -> int:
+    """Delete the rows sent more than `retention_s` ago; returns how many."""
+    return db.execute(
+        "DELETE FROM outbox WHERE sent_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)", [f"-{retention_s} seconds"]
+    ).rowcount
+
+
 def pending(db: Database) -> int:
     return db["outbox"].count_where("sent_at IS NULL")
 
@@ -82,6 +97,9 @@ class Relay:
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
         self._lease_until = 0.0
+        self._unmarked: list[int] = []  # sent and acknowledged, not yet marked sent
+        self._marked_at = 0.0
+        self._pruned_at = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -117,7 +135,7 @@ class Relay:
                 delay = min(delay * 2, 10)
                 continue
             if published < BATCH:
-                self._wake.wait(IDLE_POLL)
+                self._wake.wait(IDLE_POLL if not self._unmarked else max(self._mark_due_in(), 0.001))
         if self._hold_lease():
             self._publish_batch_before_exit(producer)
             self._release_lease()
@@ -140,6 +158,8 @@ class Relay:
                 == 1
             )
         self._lease_until = now + LEASE_SECONDS if held else 0.0
+        if not held and self._unmarked:
+            self._mark_sent()  # what this relay sent before it lost the lease
         return held
 
     def _release_lease(self) -> None:
@@ -149,19 +169,22 @@ class Relay:
 
     def _publish_batch_before_exit(self, producer) -> None:
         try:
-            self._publish_batch(producer)
+            self._publish_batch(producer, mark_now=True)
         except KafkaError:
             log.info("Outbox rows left unpublished at shutdown are sent on the next start")
 
-    def _publish_batch(self, producer) -> int:
+    def _publish_batch(self, producer, mark_now: bool = False) -> int:
         db = self._store.db()
         rows = list(
             db.query(
-                "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT ?",
-                [BATCH],
+                "SELECT id, topic, key, value, headers FROM outbox"
+                " WHERE sent_at IS NULL AND id > ? ORDER BY id LIMIT ?",
+                [self._unmarked[-1] if self._unmarked else 0, BATCH],
             )
         )
         if not rows:
+            if self._unmarked and (mark_now or self._mark_due_in() <= 0):
+                self._mark_sent()
             return 0
         sends = [
             (
@@ -171,21 +194,32 @@ class Relay:
             for row in rows
         ]
         producer.flush(timeout=30)
-        sent = [row_id for row_id, future in sends if future.succeeded()]
-        if sent:
-            self._mark_sent(sent)
+        self._unmarked += [row_id for row_id, future in sends if future.succeeded()]
         failed = next((future.exception for _, future in sends if future.failed()), None)
+        if self._unmarked and (failed or mark_now or self._mark_due_in() <= 0):
+            self._mark_sent()
         if failed:
             raise failed
         return len(rows)
 
-    def _mark_sent(self, sent: list[int]) -> None:
+    def _mark_due_in(self) -> float:
+        return self._marked_at + MARK_EVERY_S - time.monotonic()
+
+    def _mark_sent(self) -> None:
+        """Mark every acknowledged row sent, in one transaction, which every
+        PRUNE_EVERY_S also deletes the rows sent longer ago than the retention."""
+        sent = self._unmarked
         with self._store.transaction() as tx:
             tx.execute(
                 f"UPDATE outbox SET sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
                 f" WHERE id IN ({','.join('?' * len(sent))})",
                 sent,
             )
+            if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+                prune(tx, self._settings.outbox_retention_s)
+                self._pruned_at = time.monotonic()
+        self._unmarked = []
+        self._marked_at = time.monotonic()
 
 
 def _text(value: bytes | None) -> str | None:

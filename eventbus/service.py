@@ -4,6 +4,7 @@ in a thread, until SIGTERM or SIGINT asks them to finish what they are doing."""
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,11 @@ from eventbus.tracing import configure_logging
 log = logging.getLogger(__name__)
 STOP_WITHIN = 4.0  # seconds from SIGTERM to exit, whatever Kafka does; `make run` waits 5
 CLOSE_TIMEOUT_MS = 1_000  # for the consumer's goodbye to the broker
+# Each service runs four or more threads (consumer, relay, kafka-python's I/O
+# threads, HTTP); a thread woken by the network waits for the GIL up to this
+# long (Python's default is 5 ms), and that wait lands on every hop.
+SWITCH_INTERVAL_S = 0.001
+BEAT_EVERY_S = 1.0  # the heartbeat file is touched at most this often (it goes stale after 30 s)
 
 
 def stop_on_signals(stop: threading.Event, *signums: int) -> None:
@@ -53,6 +59,7 @@ class Service:
         create_tables: Callable[[Database], None] = lambda db: None,
     ):
         configure_logging(settings.log_level)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.settings = settings
         self.handlers = handlers
         self.stop = threading.Event()
@@ -61,6 +68,7 @@ class Service:
         for create in (ledger.create, outbox.create, create_tables):
             create(self.store.db())
         self.relay = outbox.Relay(self.store, settings, self.stop)
+        self._beaten_at = 0.0
 
     def publish(self, tx: Database, event: Event) -> None:
         """Queue `event` in the outbox, inside the caller's transaction."""
@@ -99,7 +107,10 @@ class Service:
         os._exit(1 if self.crashed else 0)
 
     def _heartbeat(self) -> None:
-        health.beat(self.settings.data_dir / f"{self.settings.instance or self.settings.service}.alive")
+        """Called after every poll; touching the file each time cost a few syscalls per poll."""
+        if time.monotonic() - self._beaten_at >= BEAT_EVERY_S:
+            health.beat(self.settings.data_dir / f"{self.settings.instance or self.settings.service}.alive")
+            self._beaten_at = time.monotonic()
 
     def _consume(self) -> None:
         """Run the consumer loop; on a Kafka failure start over with a new consumer

@@ -126,6 +126,7 @@ class Settings:
     data_dir: Path = Path(".run/data")
     log_level: str = "INFO"
     instance: str | None = None
+    outbox_retention_s: int = 3600  # sent outbox rows are deleted this long after they were sent
 
     @classmethod
     def from_env(cls, service: str, env: Env | None = None) -> "Settings":
@@ -139,6 +140,9 @@ class Settings:
             data_dir=env.folder("DATA_DIR", str(cls.data_dir)),
             log_level=env.choice("LOG_LEVEL", cls.log_level, LOG_LEVELS),
             instance=env.text("CONSUMER_INSTANCE_ID", "", f"|{NAME}", "letters, digits, '.', '_' or '-'") or None,
+            outbox_retention_s=env.whole(
+                "OUTBOX_RETENTION_S", cls.outbox_retention_s, expected="a whole number of seconds"
+            ),
         )
 
     def database(self, name: str | None = None) -> Path:

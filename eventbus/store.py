@@ -1,8 +1,16 @@
 """SQLite through sqlite-utils: one file per service, one connection per thread,
-WAL so readers never block the writer, and explicit write transactions."""
+WAL so readers never block the writer, and explicit write transactions.
 
+Checkpoints (copying the WAL back into the database file, with an fsync) run
+in a thread of their own once a second, not inside whichever commit happens to
+cross SQLite's 1,000-page threshold: that commit was an HTTP request's or a
+consumer batch's, and the checkpoint landed on its latency."""
+
+import logging
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +18,9 @@ from pathlib import Path
 from sqlite_utils import Database
 
 BUSY_TIMEOUT_MS = 10_000
+CHECKPOINT_EVERY_S = 1.0
+WAL_LIMIT_BYTES = 4 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -18,7 +29,12 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        self._writes = 0
         self.db().enable_wal()
+        checkpoints = threading.Thread(
+            target=_checkpoint_while_alive, args=(weakref.ref(self),), name="sqlite-checkpoint", daemon=True
+        )
+        checkpoints.start()
 
     def db(self) -> Database:
         """This thread's connection (SQLite connections must stay on their thread)."""
@@ -26,6 +42,8 @@ class Store:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
             db = Database(connection)
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             self._local.db = db
         return self._local.db
 
@@ -43,3 +61,25 @@ class Store:
                 db.rollback()
                 raise
             db.commit()
+            self._writes += 1
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file, without waiting for readers or writers."""
+        self.db().execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _checkpoint_while_alive(store_ref: weakref.ref) -> None:
+    """Checkpoint every CHECKPOINT_EVERY_S after writes; ends with its Store."""
+    done = 0
+    while True:
+        time.sleep(CHECKPOINT_EVERY_S)
+        store = store_ref()
+        if store is None:
+            return
+        if store._writes != done:
+            done = store._writes
+            try:
+                store.checkpoint()
+            except sqlite3.Error as error:
+                log.warning("SQLite checkpoint of %s failed (%s); the next one catches up", store.path, error)
+        del store

@@ -12,6 +12,7 @@ import io
 import json
 import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 from wsgiref.util import setup_testing_defaults
 
 import pytest
@@ -97,6 +98,7 @@ class FakeConsumer:
         self.commits: list[tuple[int, int]] = []  # (partition, next offset)
         self.seeks: list[tuple[int, int]] = []  # (partition, offset)
         self.on_commit = lambda: None
+        self._fetcher = SimpleNamespace(config={})  # what eventbus.kafka.Poller paces
 
     def poll(self, timeout_ms: int = 0) -> dict[TopicPartition, list[ConsumerRecord]]:
         records = self._polls.pop(0) if self._polls else []

@@ -1,7 +1,9 @@
 """The processed-events ledger and the transactional outbox, on a real SQLite
 store: both commit or roll back with the work they belong to."""
 
+import gc
 import threading
+import time
 
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
@@ -9,6 +11,7 @@ from kafka.errors import KafkaTimeoutError
 
 from eventbus import ledger, outbox
 from eventbus.settings import Settings
+from eventbus.store import Store
 
 
 def first_time(store, handler="billing.charge", key="1") -> bool:
@@ -94,3 +97,73 @@ def test_a_message_kafka_did_not_acknowledge_stays_pending(store, tmp_path):
     with pytest.raises(KafkaTimeoutError, match="broker said no"):
         relay(store, tmp_path)._publish_batch(FakeProducer(failing=(b"2",)))
     assert [row["key"] for row in store.db().query("SELECT key FROM outbox WHERE sent_at IS NULL")] == [b"2"]
+
+
+def test_rows_sent_in_quick_rounds_go_out_once_and_are_marked_in_one_transaction(store, tmp_path):
+    def add(key: bytes) -> None:
+        with store.transaction() as tx:
+            outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
+
+    producer, quick = FakeProducer(), relay(store, tmp_path)
+    add(b"1")
+    quick._publish_batch(producer)  # the first round marks at once
+    add(b"2")
+    quick._publish_batch(producer)
+    add(b"3")
+    quick._publish_batch(producer)
+    assert outbox.pending(store.db()) == 2  # acknowledged, marked together soon
+    assert quick._publish_batch(producer, mark_now=True) == 0
+    assert [message["key"] for message in producer.sent] == [b"1", b"2", b"3"]
+    assert outbox.pending(store.db()) == 0
+
+
+def test_sent_rows_older_than_the_retention_are_deleted_and_pending_ones_never(store):
+    with store.transaction() as tx:
+        for key, sent_at in ((b"old", "2020-01-01T00:00:00.000Z"), (b"new", None), (b"unsent", None)):
+            outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
+            tx.execute("UPDATE outbox SET sent_at = ? WHERE key = ?", [sent_at, key])
+        tx.execute("UPDATE outbox SET sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE key = ?", [b"new"])
+        assert outbox.prune(tx, 3600) == 1
+    assert [row["key"] for row in store.db().query("SELECT key FROM outbox ORDER BY id")] == [b"new", b"unsent"]
+
+
+def test_commits_never_checkpoint_and_a_background_thread_does_it(store):
+    assert store.db().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    size = store.path.stat().st_size
+    with store.transaction() as tx:
+        outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"x" * 20_000))
+    assert _within(5.0, lambda: store.path.stat().st_size > size)
+
+
+def test_the_checkpoint_thread_ends_with_its_store(tmp_path):
+    before = set(threading.enumerate())
+    store = Store(tmp_path / "gone.db")
+    [thread] = [thread for thread in set(threading.enumerate()) - before if thread.name == "sqlite-checkpoint"]
+    del store
+    gc.collect()
+    assert _within(15.0, lambda: not thread.is_alive())
+
+
+def _within(seconds: float, condition) -> bool:
+    """Poll `condition` until it holds or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_relay_that_lost_the_lease_still_marks_what_it_sent(store, tmp_path):
+    with store.transaction() as tx:
+        outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"{}"))
+    first = relay(store, tmp_path)
+    assert first._hold_lease()
+    first._marked_at = time.monotonic()  # not due yet: the row stays unmarked
+    first._publish_batch(FakeProducer())
+    assert outbox.pending(store.db()) == 1
+    first._lease_until = 0.0  # as if it stalled past its lease and another took over
+    with store.transaction() as tx:
+        tx.execute("UPDATE outbox_lease SET holder = ?, until = ?", ["another-host:1", time.time() + 60])
+    assert not first._hold_lease()
+    assert outbox.pending(store.db()) == 0
