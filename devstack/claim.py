@@ -56,7 +56,8 @@ def stop_leftovers(pid_file: Path) -> list[str] | None:
 
 def recorded(pid_file: Path) -> list[tuple[str, psutil.Process]]:
     """The processes named in a supervisor's pid file that still run (the same
-    processes: a pid the system gave to another process since does not count)."""
+    processes: a pid the system gave to another process since does not count, nor
+    a zombie, which holds nothing and is for its new parent to reap)."""
     try:
         entries = json.loads(pid_file.read_text() or "{}")
     except FileNotFoundError:
@@ -65,7 +66,7 @@ def recorded(pid_file: Path) -> list[tuple[str, psutil.Process]]:
     for name, (pid, started) in entries.items():
         try:
             process = psutil.Process(pid)
-            if round(process.create_time(), 2) == round(started, 2):
+            if round(process.create_time(), 2) == round(started, 2) and process.status() != psutil.STATUS_ZOMBIE:
                 found.append((name, process))
         except psutil.Error:
             pass

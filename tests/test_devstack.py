@@ -74,6 +74,19 @@ def test_what_a_killed_stack_left_is_stopped_and_named_even_when_frozen(tmp_path
     other.wait()
 
 
+def test_a_zombie_left_by_a_killed_stack_is_not_a_leftover(tmp_path):
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = psutil.Process(exited.pid).create_time()
+    deadline = time.monotonic() + 10
+    while psutil.Process(exited.pid).status() != psutil.STATUS_ZOMBIE:  # exited, not reaped
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.05)
+    pid_file = tmp_path / "pids.json"
+    pid_file.write_text(json.dumps({"billing": [exited.pid, started]}))
+    assert claim.stop_leftovers(pid_file) == []
+    exited.wait()
+
+
 def test_a_child_that_exits_for_a_bad_setting_is_not_restarted(tmp_path):
     supervisor = Supervisor(tmp_path, echo=False, pid_file=tmp_path / "pids.json")
     supervisor.start("bad", [sys.executable, "-c", "raise SystemExit(78)"])
