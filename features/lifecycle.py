@@ -9,6 +9,7 @@ import pty
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -56,13 +57,27 @@ class Place:
         return dict(claim.recorded(self.home / "pids.json"))
 
 
+# A command typed in a terminal reacts to Ctrl-C. A test run started in the
+# background (`make test &`, CI runners) ignores SIGINT, its children inherit
+# that, and the stack rightly keeps ignoring it; so the command starts afresh.
+WITH_CTRL_C = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
 class Terminal:
     """One command (`make run` by default) in a terminal window of its own."""
 
     def __init__(self, env: dict[str, str], command: tuple[str, ...] = ("make", "run")):
         self._master, slave = pty.openpty()
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+            (sys.executable, "-c", WITH_CTRL_C, *command),
+            cwd=ROOT,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
         )
         os.close(slave)
         self._chunks: list[bytes] = []
