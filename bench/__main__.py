@@ -68,7 +68,7 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict:
             with RssSampler(target.pids) as rss:
                 results |= _throughput(target, watcher, args, progress)
                 results |= _sweep(target, watcher, args, progress)
-            results["rss_mb"] = rss.summary() if target.local else None
+            results["rss_mb"] = rss.summary() if target.pids() else None
         finally:
             watcher.close()
         results |= _idle(target, args, progress)

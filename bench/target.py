@@ -12,6 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from devstack import claim
 from devstack.kafka import VERSION as KAFKA_VERSION
 from devstack.stack import Stack, StackConfig
 from eventbus.settings import env_int
@@ -24,6 +25,7 @@ _OFFSET = env_int("PORT_OFFSET", 0)
 LOCAL = StackConfig(
     home=Path(".run/bench"), kafka_port=29092 + _OFFSET, controller_port=29093 + _OFFSET, orders_port=25002 + _OFFSET
 )
+RUN_PIDS = Path(".run/pids.json")  # what `make run` in this folder started
 SOAK = StackConfig(  # `make soak` beside a `make bench`: ten ports up
     home=Path(".run/soak"), kafka_port=29102 + _OFFSET, controller_port=29103 + _OFFSET, orders_port=25012 + _OFFSET
 )
@@ -40,9 +42,10 @@ class Target:
         return self.stack is not None
 
     def pids(self) -> dict[str, int]:
-        """The services' and the broker's pids (they change if the supervisor restarts one)."""
+        """The services' and the broker's pids (they change if the supervisor restarts one).
+        For a running stack, those `make run` recorded in RUN_PIDS, if they still run."""
         if self.stack is None:
-            return {}
+            return {name: process.pid for name, process in claim.recorded(RUN_PIDS)}
         children = self.stack.supervisor.children
         return {name: child.process.pid for name, child in children.items() if child.process}
 
