@@ -56,6 +56,7 @@ class ConsumerLoop:
         handlers: dict[type, Handler],
         published: Callable[[], None],
         polled: Callable[[], None] = lambda: None,
+        relaxed: bool = False,
     ):
         self._consumer = consumer
         self._store = store
@@ -66,7 +67,7 @@ class ConsumerLoop:
         self._backoff = 0.0
         self._failing: set[tuple[str, int, int]] = set()
         self._queued = False  # something went into the outbox: wake the relay
-        self._poller = Poller(consumer)
+        self._poller = Poller(consumer, relaxed)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -15,10 +15,12 @@ from eventbus.settings import Settings
 log = logging.getLogger(__name__)
 Client = TypeVar("Client")
 COMMIT_INTERVAL = 1.0  # seconds
-# Fetch pacing: at rest a fetch waits up to IDLE_WAIT_MS for its first byte; while
-# records keep coming the broker holds each fetch BUSY_WAIT_MS to fill it.
+# Fetch pacing: at rest a fetch returns at its first byte (or after 500 ms); while
+# records keep coming the broker holds each fetch up to 20 ms to fill it; a
+# consumer nobody waits on (RELAXED) has every fetch held 500 ms, at any rate.
 IDLE = {"fetch_min_bytes": 1, "fetch_max_wait_ms": 500}
-BUSY = {"fetch_min_bytes": 256 * 1024, "fetch_max_wait_ms": 5}
+BUSY = {"fetch_min_bytes": 256 * 1024, "fetch_max_wait_ms": 20}
+RELAXED = {"fetch_min_bytes": 1024 * 1024, "fetch_max_wait_ms": 500}
 IDLE_POLL_MS, BUSY_POLL_MS = 500, 50
 BUSY_RECORDS = 3  # a poll this full means records come faster than fetches return one at a time
 
@@ -70,20 +72,26 @@ class Poller:
     kafka-python reads these two settings each time it builds a fetch request
     (there is no public setter, hence `_fetcher`).
 
+    A relaxed poller is for a consumer whose work nobody waits on: its fetches
+    are always held to fill, so it costs a few polls a second at any rate.
+
     Offsets of finished work are committed at most every COMMIT_INTERVAL (and
     at close): committing less often only means more idempotent redelivery
     after a crash."""
 
-    def __init__(self, consumer: KafkaConsumer):
+    def __init__(self, consumer: KafkaConsumer, relaxed: bool = False):
         self._consumer = consumer
+        self._relaxed = relaxed
         self._busy = False
+        if relaxed:
+            consumer._fetcher.config.update(RELAXED)
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
 
     def poll(self) -> dict:
         batches = self._consumer.poll(timeout_ms=BUSY_POLL_MS if self._busy else IDLE_POLL_MS)
         busy = sum(len(records) for records in batches.values()) >= BUSY_RECORDS
-        if busy != self._busy:
+        if busy != self._busy and not self._relaxed:
             self._busy = busy
             self._consumer._fetcher.config.update(BUSY if busy else IDLE)
         return batches

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 BATCH = 500
 IDLE_POLL = 0.5
 MARK_EVERY_S = 0.2
+GATHER_S = 0.02  # while busy, relay rounds start at most this often
 PRUNE_EVERY_S = 10.0
 LEASE_SECONDS = 5.0
 
@@ -121,6 +122,7 @@ class Relay:
         delay = 0.5
         while not self._stop.is_set():
             self._wake.clear()
+            round_at = time.monotonic()
             try:
                 published = self._publish_batch(producer) if self._hold_lease() else 0
                 delay = 0.5
@@ -136,6 +138,8 @@ class Relay:
                 continue
             if published < BATCH:
                 self._wake.wait(IDLE_POLL if not self._unmarked else max(self._mark_due_in(), 0.001))
+            if published:  # busy: let rows gather a moment, one produce request costs as much as ten rows
+                self._stop.wait(max(round_at + GATHER_S - time.monotonic(), 0))
         if self._hold_lease():
             self._publish_batch_before_exit(producer)
             self._release_lease()

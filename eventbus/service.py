@@ -57,11 +57,15 @@ class Service:
         settings: Settings,
         handlers: dict[type, Handler],
         create_tables: Callable[[Database], None] = lambda db: None,
+        relaxed: bool = False,
     ):
+        """`relaxed`: nothing waits on what this service's consumer does, so it
+        polls a few times a second whatever the rate (see eventbus.kafka.Poller)."""
         configure_logging(settings.log_level)
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.settings = settings
         self.handlers = handlers
+        self.relaxed = relaxed
         self.stop = threading.Event()
         self.crashed = False
         self.store = Store(settings.database())
@@ -122,7 +126,13 @@ class Service:
                 return
             try:
                 loop = ConsumerLoop(
-                    consumer, self.store, self.settings, self.handlers, self.relay.wake, polled=self._heartbeat
+                    consumer,
+                    self.store,
+                    self.settings,
+                    self.handlers,
+                    self.relay.wake,
+                    polled=self._heartbeat,
+                    relaxed=self.relaxed,
                 )
                 loop.run(self.stop)
             except KafkaError as error:

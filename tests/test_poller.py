@@ -34,3 +34,15 @@ def test_offsets_are_committed_at_most_every_interval_and_at_close(fake_consumer
     poller.done({tp: 4})
     poller.close()
     assert consumer.commits == [(0, 1), (0, 3), (0, 4)]
+
+
+def test_a_relaxed_poller_always_has_its_fetches_held_to_fill(fake_consumer, kafka_record):
+    record = kafka_record(seal(OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts="2026-01-01T00:00:00Z"), "orders"))
+    consumer = fake_consumer([record] * kafka.BUSY_RECORDS, [record], [])
+    poller = Poller(consumer, relaxed=True)
+    seen = []
+    for _ in range(3):
+        poller.poll()
+        seen.append(dict(consumer._fetcher.config))
+    assert seen == [kafka.RELAXED] * 3
+    assert kafka.RELAXED["fetch_min_bytes"] > kafka.BUSY["fetch_min_bytes"]
