@@ -58,7 +58,11 @@ def create_tables(db: Database) -> None:
 
 def handlers(mailer: LogMailer, domain: str, clock: Callable[[], str] = timestamp) -> dict[type, Handler]:
     def remember_customer(order: OrderCreated, tx: Database) -> list:
-        tx["recipients"].upsert({"orderId": order.orderId, "userId": order.userId}, pk="orderId")
+        tx.execute(  # plain SQL: sqlite-utils' upsert reads the table's schema on every call
+            "INSERT INTO recipients (orderId, userId) VALUES (?, ?)"
+            " ON CONFLICT (orderId) DO UPDATE SET userId = excluded.userId",
+            [order.orderId, order.userId],
+        )
         return []
 
     def send_email(payment: PaymentCaptured, tx: Database) -> list[EmailSent]:
