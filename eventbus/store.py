@@ -19,7 +19,8 @@ from sqlite_utils import Database
 
 BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_EVERY_S = 1.0
-WAL_LIMIT_BYTES = 4 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint
+WAL_LIMIT_BYTES = 4 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint, emptied past it
+EMPTYING_WAIT_MS = 200  # how long writers are held back for readers to let the WAL be emptied
 log = logging.getLogger(__name__)
 
 
@@ -64,8 +65,23 @@ class Store:
             self._writes += 1
 
     def checkpoint(self) -> None:
-        """Fold the WAL into the database file, without waiting for readers or writers."""
-        self.db().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        """Fold the WAL into the database file, without waiting for readers or
+        writers. Writers that never pause starve that passive checkpoint: the WAL
+        only starts over once one caught up with the last write before the next
+        began, so at 100 orders/s orders' WAL grew by 2.5 MB a second, to 650 MB.
+        Once it outgrows WAL_LIMIT_BYTES, this process's writers wait for one
+        checkpoint that empties it."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        if not wal.exists() or wal.stat().st_size <= WAL_LIMIT_BYTES:
+            self.db().execute("PRAGMA wal_checkpoint(PASSIVE)")
+            return
+        db = self.db()
+        with self._write_lock:
+            db.execute(f"PRAGMA busy_timeout = {EMPTYING_WAIT_MS}")  # a reader that stays gets the next try
+            try:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def _checkpoint_while_alive(store_ref: weakref.ref) -> None:

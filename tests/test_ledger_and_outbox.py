@@ -2,6 +2,7 @@
 store: both commit or roll back with the work they belong to."""
 
 import gc
+import sqlite3
 import threading
 import time
 
@@ -10,6 +11,7 @@ from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka.errors import KafkaTimeoutError
 
 from eventbus import ledger, outbox
+from eventbus import store as store_module
 from eventbus.settings import Settings
 from eventbus.store import Store
 
@@ -133,6 +135,35 @@ def test_commits_never_checkpoint_and_a_background_thread_does_it(store):
     with store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"x" * 20_000))
     assert _within(5.0, lambda: store.path.stat().st_size > size)
+
+
+def test_a_wal_past_its_limit_is_emptied_even_while_writes_never_pause(store, monkeypatch):
+    monkeypatch.setattr(store_module, "WAL_LIMIT_BYTES", 64 * 1024)
+    wal = store.path.with_name(store.path.name + "-wal")
+    for n in range(100):
+        with store.transaction() as tx:
+            outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=str(n).encode(), value=b"x" * 2_000))
+    assert wal.stat().st_size > 64 * 1024
+    store.checkpoint()
+    assert wal.stat().st_size == 0
+    assert outbox.pending(store.db()) == 100
+
+
+def test_a_reader_that_stays_holds_writers_back_only_briefly(store, monkeypatch):
+    monkeypatch.setattr(store_module, "WAL_LIMIT_BYTES", 0)
+    with store.transaction() as tx:
+        outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"x"))
+    reader = sqlite3.connect(store.path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM outbox").fetchone()
+    with store.transaction() as tx:
+        outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"2", value=b"x"))
+    started = time.monotonic()
+    store.checkpoint()
+    assert time.monotonic() - started < 2.0  # not the 10 s busy timeout writers use
+    with store.transaction() as tx:
+        outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"3", value=b"x"))
+    reader.close()
 
 
 def test_the_checkpoint_thread_ends_with_its_store(tmp_path):
