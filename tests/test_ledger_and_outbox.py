@@ -75,6 +75,9 @@ class FakeProducer:
     def flush(self, timeout=None):
         pass
 
+    def close(self, timeout=None):
+        pass
+
 
 def relay(store, tmp_path) -> outbox.Relay:
     return outbox.Relay(store, Settings(service="test", data_dir=tmp_path), threading.Event())
@@ -117,6 +120,30 @@ def test_rows_sent_in_quick_rounds_go_out_once_and_are_marked_in_one_transaction
     assert quick._publish_batch(producer, mark_now=True) == 0
     assert [message["key"] for message in producer.sent] == [b"1", b"2", b"3"]
     assert outbox.pending(store.db()) == 0
+
+
+def test_while_rows_keep_coming_relay_rounds_start_at_most_every_gather_interval(store, tmp_path, monkeypatch):
+    rounds = []
+
+    class CountingProducer(FakeProducer):
+        def flush(self, timeout=None):
+            rounds.append(time.monotonic())
+
+    producer = CountingProducer()
+    monkeypatch.setattr(outbox, "make_producer", lambda settings: producer)
+    busy = relay(store, tmp_path)
+    busy.start()
+    started = time.monotonic()
+    for n in range(40):
+        with store.transaction() as tx:
+            outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=str(n).encode(), value=b"{}"))
+        busy.wake()
+        time.sleep(0.002)
+    assert _within(10.0, lambda: len(producer.sent) == 40)
+    elapsed = time.monotonic() - started
+    busy._stop.set()
+    assert busy.join(5)
+    assert len(rounds) <= elapsed / outbox.GATHER_S + 2  # without gathering: a round per row
 
 
 def test_sent_rows_older_than_the_retention_are_deleted_and_pending_ones_never(store):
