@@ -21,20 +21,52 @@ from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from eventbus import ledger, outbox
-from eventbus.store import Store
+from eventbus.settings import Settings
+from eventbus.store import Store, open_store, sqlite
 
 TOPIC = "orders.events"
 
 
-# --- SQLite -------------------------------------------------------------------
+# --- the store, on each adapter ---------------------------------------------------
 
 
 @pytest.fixture
-def store(tmp_path) -> Store:
-    """A store on tmp_path holding the ledger and outbox tables."""
-    store = Store(tmp_path / "service.db")
-    ledger.create(store.db())
-    outbox.create(store.db())
+def postgres_database():
+    """A fresh, empty database on the test server (TEMPORARY: the lead's dev server)."""
+    import os
+    import uuid
+
+    import psycopg
+
+    server = os.environ["TEST_POSTGRES_SERVER"]
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_settings(request, tmp_path) -> Settings:
+    """A service's settings with its state in SQLite in tmp_path, or in a fresh PostgreSQL database."""
+    url = request.getfixturevalue("postgres_database") if request.param == "postgres" else None
+    return Settings(service="test", data_dir=tmp_path, database_url=url)
+
+
+@pytest.fixture
+def store(store_settings) -> Store:
+    """A store on each adapter, holding the ledger and outbox tables."""
+    store = open_store(store_settings)
+    ledger.create(store)
+    outbox.create(store)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path) -> sqlite.SqliteStore:
+    """A SQLite store, for what only that adapter does (checkpoints)."""
+    store = sqlite.SqliteStore(tmp_path / "service.db")
+    outbox.create(store)
     return store
 
 
@@ -43,7 +75,7 @@ def outbox_rows(store):
     """What the outbox holds, headers decoded back to the bytes the relay sends."""
 
     def rows() -> list[dict]:
-        query = store.db().query("SELECT topic, key, value, headers FROM outbox ORDER BY id")
+        query = store.query("SELECT topic, key, value, headers FROM outbox ORDER BY id")
         return [row | {"headers": dict(outbox._headers(row["headers"]))} for row in query]
 
     return rows
