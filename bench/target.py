@@ -52,13 +52,18 @@ class Target:
     def local(self) -> bool:
         return self.stack is not None
 
-    def pids(self) -> dict[str, int]:
-        """The services' and the broker's pids (they change if the supervisor restarts one).
+    def pids(self) -> dict[str, int | str]:
+        """The services' and the broker's pids (they change if the supervisor restarts one),
+        and PostgreSQL's as "<pid>/tree": its work is done in its children.
         For a running stack, those `make run` recorded in RUN_PIDS, if they still run."""
         if self.stack is None:
-            return {name: process.pid for name, process in claim.recorded(RUN_PIDS)}
-        children = self.stack.supervisor.children
-        return {name: child.process.pid for name, child in children.items() if child.process}
+            found = {name: process.pid for name, process in claim.recorded(RUN_PIDS)}
+        else:
+            children = self.stack.supervisor.children
+            found = {name: child.process.pid for name, child in children.items() if child.process}
+        if "postgres" in found:
+            found["postgres"] = f"{found['postgres']}/tree"
+        return found
 
     def broker_heap_mb(self) -> int | None:
         if self.stack is None:
