@@ -45,6 +45,8 @@ BAD = [
     (StackConfig.from_env, "KAFKA_CONTROLLER_PORT", "9092", "KAFKA_CONTROLLER_PORT must be a port of its own"),
     (StackConfig.from_env, "ORDERS_PORT", "9092", "ORDERS_PORT must be a port other than KAFKA_PORT's"),
     (StackConfig.from_env, "ORDERS_PORT", "", None),  # empty means the default
+    (StackConfig.from_env, "STORE", "mysql", "STORE must be sqlite or postgres, got 'mysql'"),
+    (StackConfig.from_env, "POSTGRES_PORT", "0", "POSTGRES_PORT must be a TCP port number from 1 to 65535"),
 ]
 
 
