@@ -46,21 +46,6 @@ TOPIC = "orders.events"
 # --- the store, on each adapter ---------------------------------------------------
 
 
-@pytest.fixture
-def postgres_database():
-    """A fresh, empty database on the test server (TEMPORARY: the lead's dev server)."""
-    import os
-    import uuid
-
-    import psycopg
-
-    server = os.environ["TEST_POSTGRES_SERVER"]
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return f"{server}/{name}"
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_settings(request, tmp_path) -> Settings:
     """A service's settings with its state in SQLite in tmp_path, or in a fresh PostgreSQL database."""
