@@ -16,7 +16,7 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--disable-timestamp --frozen-dataclasses --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
-.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance spec test run tail kafka \
+.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance multihost spec test run tail kafka \
 	clean lock up down logs compose-test browser-test bench bench-smoke soak
 
 help: ## List the targets
@@ -66,6 +66,11 @@ acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack 
 	sed -n 's/^\([0-9]*\) scenarios passed, /acceptance: \1 passed, /p' .run/acceptance.log; \
 	echo "Living spec: $(CURDIR)/$(SPEC)/index.html (JUnit XML in $(SPEC)/junit/)"; exit $$status
 
+multihost: $(INSTALLED) ## The @multihost features: replicas that share only PostgreSQL, an empty host, two orders hosts, the database killed and frozen
+	$(BIN)/python -m devstack fetch
+	mkdir -p .run
+	STORE=postgres $(BIN)/python -m behave --tags=@multihost features
+
 spec: acceptance ## Run the features and write the living spec: one HTML page with each scenario's events
 
 browser-test: $(INSTALLED) ## Follow an order placed on the order page in headless Chromium (installs it if missing)
@@ -78,7 +83,7 @@ browser-test: $(INSTALLED) ## Follow an order placed on the order page in headle
 	mkdir -p .run
 	$(BIN)/python -m behave --tags=@browser features
 
-test: contracts-check lint unit acceptance bench-smoke ## Run everything: contract gate, lint, unit tests, features, bench smoke
+test: contracts-check lint unit acceptance multihost bench-smoke ## Run everything: contract gate, lint, unit tests, features (and on PostgreSQL), bench smoke
 
 BENCH_ARGS ?=
 BENCH_FLAGS = $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE)) \

@@ -18,7 +18,7 @@ from devstack import StartFailed, claim
 from devstack.kafka import LIBS, VERSION, Broker, fetch
 from devstack.postgres import Server
 from devstack.supervisor import Supervisor
-from eventbus.settings import Env, SettingError
+from eventbus.settings import Env, SettingError, Settings
 from services.billing.service import read_settings as billing_settings
 from services.notifications.service import read_settings as notifications_settings
 from services.orders.service import read_settings as orders_settings
@@ -71,6 +71,17 @@ class StackConfig:
         if config.store == "postgres" and config.postgres_port in taken:
             raise SettingError("POSTGRES_PORT", str(config.postgres_port), "a port of its own")
         return config
+
+    def service_settings(self, service: str, name: str | None = None) -> Settings:
+        """Where process `name` of `service` keeps its state: on PostgreSQL its
+        service's database (and a data folder of its own, as on a host of its
+        own: replicas share nothing but the database and Kafka), else the
+        stack's one data folder."""
+        data = self.home / "data"
+        if self.store != "postgres":
+            return Settings(service=service, data_dir=data)
+        url = Server(self.home / "postgres", self.postgres_port).url(service)
+        return Settings(service=service, data_dir=data / (name or service), database_url=url)
 
     @property
     def orders_url(self) -> str:
@@ -126,18 +137,21 @@ class Stack:
             SERVICES[service](Env({**env.environ, **self.service_env(service, name)}))
 
     def service_env(self, service: str, name: str) -> dict[str, str]:
+        settings = self.config.service_settings(service, name)
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
-            "DATA_DIR": str(self.config.home / "data"),
+            "DATA_DIR": str(settings.data_dir),
             "HTTP_PORT": str(self.config.orders_port),
             "CONSUMER_INSTANCE_ID": name,
         }
-        if self.postgres:
-            env["DATABASE_URL"] = self.postgres.url(service)
+        if settings.database_url:
+            env["DATABASE_URL"] = settings.database_url
         return env
 
-    def start_process(self, service: str, name: str) -> None:
-        self.supervisor.start(name, [sys.executable, "-m", f"services.{service}"], self.service_env(service, name))
+    def start_process(self, service: str, name: str, **env: str) -> None:
+        """Start process `name` of `service`; `env` overrides its settings (another HTTP_PORT, say)."""
+        command = [sys.executable, "-m", f"services.{service}"]
+        self.supervisor.start(name, command, self.service_env(service, name) | env)
 
     def processes(self) -> list[tuple[str, str]]:
         """(service, process name) pairs: orders once, the consumers `replicas` times."""

@@ -112,6 +112,11 @@ def before_scenario(context, scenario):
             scenario.skip("fault injection needs the local stack, which this run did not start")
             return
         context.faults.kills = {}
+    if "multihost" in scenario.effective_tags:
+        if not hasattr(context, "faults") or context.faults.stack.config.store != "postgres":
+            scenario.skip("hosts sharing only a database need the local stack on PostgreSQL (make multihost)")
+            return
+        context.faults.kills = {}
     if "lifecycle" in scenario.effective_tags:
         if os.environ.get("ORDERS_URL"):
             scenario.skip("the lifecycle of make run is shown on local stacks, not on the one named by ORDERS_URL")
