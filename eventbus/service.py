@@ -67,6 +67,7 @@ class Service:
         self.relaxed = relaxed
         self.stop = threading.Event()
         self.crashed = False
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # the heartbeat's, whatever the store
         self.store = open_store(settings)
         for create in (ledger.create, outbox.create, create_tables):
             create(self.store)
