@@ -1,6 +1,7 @@
 """Fault injection on the local stack: kill or freeze its processes, place
 bursts of orders meanwhile, and count effects in the services' own records."""
 
+import contextlib
 import http.client
 import json
 import os
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from devstack.stack import Stack, StackConfig
 from eventbus import outbox
@@ -71,10 +74,17 @@ class Faults:
         return pending
 
     def freeze(self, target: str) -> None:
-        os.kill(self.stack.supervisor.pid(self.process(target)), signal.SIGSTOP)
+        """SIGSTOP the target and its children: PostgreSQL's connections are served by processes of their own."""
+        self._signal_tree(target, signal.SIGSTOP)
 
     def thaw(self, target: str) -> None:
-        os.kill(self.stack.supervisor.pid(self.process(target)), signal.SIGCONT)
+        self._signal_tree(target, signal.SIGCONT)
+
+    def _signal_tree(self, target: str, signum: int) -> None:
+        process = psutil.Process(self.stack.supervisor.pid(self.process(target)))
+        for each in [process, *process.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                each.send_signal(signum)
 
     def burst(self, count: int, per_second: float, faults_at: dict[float, Callable] | None = None) -> Burst:
         """Place `count` fresh orders at a steady pace while, one after another,
