@@ -11,6 +11,7 @@ import pytest
 
 from eventbus import outbox, service, tracing
 from eventbus.settings import Settings
+from eventbus.store import StoreUnavailable
 from generated.create_order_request import CreateOrderRequest
 from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
@@ -231,6 +232,18 @@ def test_a_wrong_method_answers_405_json(call, app):
 
 def test_health_answers_200(call, app):
     assert call(app, "GET", "/health").status == 200
+
+
+def test_while_the_database_cannot_be_reached_health_and_orders_answer_503_naming_it(call):
+    def unreachable(*args):
+        raise StoreUnavailable("no answer from the database within 1 s")
+
+    app = make_app(place=unreachable, find=unreachable, max_body_bytes=200, pending=unreachable)
+    health = call(app, "GET", "/health")
+    assert (health.status, health.json["status"], health.json["missing"]) == (503, "unavailable", ["database"])
+    posted = call(app, "POST", "/orders", json.dumps(BODY).encode())
+    assert posted.status == 503 and "nothing was stored" in posted.json["error"]
+    assert call(app, "GET", "/orders/1").status == 503
 
 
 def test_health_reports_events_waiting_for_kafka(call):

@@ -157,6 +157,6 @@ def _milliseconds(start: str, end: str) -> int:
     return max(0, round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000))
 
 
-def _error(status: int, message: str, **details) -> bottle.HTTPResponse:
+def _error(code: int, message: str, **details) -> bottle.HTTPResponse:
     body = json.dumps({"error": message, **details})
-    return bottle.HTTPResponse(body, status=status, headers={"Content-Type": "application/json"})
+    return bottle.HTTPResponse(body, status=code, headers={"Content-Type": "application/json"})
