@@ -25,7 +25,6 @@ RUN test -f "services/${SERVICE}/__main__.py" || \
 ENV SERVICE=${SERVICE}
 
 USER app
-VOLUME /data
 
 # exec: Python replaces the shell, so SIGTERM reaches it and it finishes its work.
 CMD ["sh", "-c", "exec python -m \"services.$SERVICE\""]

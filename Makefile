@@ -8,11 +8,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
+# Where the stacks of run, acceptance, bench and soak keep the services' state: sqlite (a file per
+# service) or postgres (a PostgreSQL server the stack starts; Debian's package is installed if none).
+STORE ?= sqlite
+export STORE
 CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.dataclass \
 	--disable-timestamp --frozen-dataclasses --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
-.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance spec test run tail kafka \
+.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance multihost spec test run tail kafka \
 	clean lock up down logs compose-test browser-test bench bench-smoke soak
 
 help: ## List the targets
@@ -55,12 +59,17 @@ unit: $(INSTALLED) $(NODE_INSTALLED) ## Run the unit tests (no broker needed)
 SPEC := .run/spec
 REPORTS := -f html-pretty -o $(SPEC)/index.html -f pretty --junit --junit-directory $(SPEC)/junit
 
-acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack (or ORDERS_URL's); writes the spec report
+acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack (or ORDERS_URL's; STORE=postgres); writes the spec report
 	$(BIN)/python -m devstack fetch
 	rm -rf $(SPEC) && mkdir -p $(SPEC)
 	status=0; $(BIN)/python -m behave $(REPORTS) features | tee .run/acceptance.log || status=$$?; \
 	sed -n 's/^\([0-9]*\) scenarios passed, /acceptance: \1 passed, /p' .run/acceptance.log; \
 	echo "Living spec: $(CURDIR)/$(SPEC)/index.html (JUnit XML in $(SPEC)/junit/)"; exit $$status
+
+multihost: $(INSTALLED) ## The @multihost features: replicas that share only PostgreSQL, an empty host, two orders hosts, the database killed and frozen
+	$(BIN)/python -m devstack fetch
+	mkdir -p .run
+	STORE=postgres $(BIN)/python -m behave --tags=@multihost features
 
 spec: acceptance ## Run the features and write the living spec: one HTML page with each scenario's events
 
@@ -74,14 +83,14 @@ browser-test: $(INSTALLED) ## Follow an order placed on the order page in headle
 	mkdir -p .run
 	$(BIN)/python -m behave --tags=@browser features
 
-test: contracts-check lint unit acceptance bench-smoke ## Run everything: contract gate, lint, unit tests, features, bench smoke
+test: contracts-check lint unit acceptance multihost bench-smoke ## Run everything: contract gate, lint, unit tests, features (and on PostgreSQL), bench smoke
 
 BENCH_ARGS ?=
 BENCH_FLAGS = $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE)) \
 	$(if $(DURATION),--duration $(DURATION)) $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(STEP),--step $(STEP)) \
 	$(if $(SWEEP_TO),--sweep-to $(SWEEP_TO)) $(if $(IDLE),--idle $(IDLE)) $(BENCH_ARGS)
 
-bench: $(INSTALLED) ## Benchmark baselines, chain, latency sweep (picture) and idle (ORDERS= RATE= DURATION= SWEEP_TO= ...)
+bench: $(INSTALLED) ## Benchmark baselines, chain, latency sweep (picture) and idle (ORDERS= RATE= DURATION= SWEEP_TO= STORE= ...)
 	$(BIN)/python -m bench $(BENCH_FLAGS)
 
 bench-smoke: $(INSTALLED) ## A short benchmark run that only checks the benchmark still works
@@ -91,7 +100,7 @@ soak: $(INSTALLED) ## Hours, not minutes: growth per hour and lost/doubled effec
 	$(BIN)/python -m bench.soak $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) \
 	$(if $(RETENTION),--retention $(RETENTION))
 
-run: $(INSTALLED) ## Start Kafka and the three services in the foreground (Ctrl-C stops)
+run: $(INSTALLED) ## Start Kafka and the three services in the foreground (Ctrl-C stops; STORE=postgres adds PostgreSQL)
 	@$(BIN)/python -m devstack run
 
 tail: $(INSTALLED) ## Show the events on the topics live (ORDER=42 TYPE=PaymentCaptured FROM=beginning; Ctrl-C stops)

@@ -7,18 +7,41 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_s(pid: int | str) -> float | None:
     """User plus system CPU seconds of `pid`, all its threads, or of one thread
-    when `pid` is "<pid>/task/<tid>"; None when it is gone."""
+    when `pid` is "<pid>/task/<tid>", or of a process and every child it has or
+    had when `pid` is "<pid>/tree" (PostgreSQL works in the postmaster's
+    children, one per connection); None when it is gone."""
+    if str(pid).endswith("/tree"):
+        return _tree_cpu_s(int(str(pid).removesuffix("/tree")))
+    fields = _stat(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _tree_cpu_s(pid: int) -> float | None:
+    """Its own time, its reaped children's (cutime, cstime) and its running children's."""
+    fields = _stat(pid)
+    if fields is None:
+        return None
+    try:
+        children = psutil.Process(pid).children()
+    except psutil.Error:
+        children = []
+    running = sum(_tree_cpu_s(child.pid) or 0.0 for child in children)
+    return sum(int(field) for field in fields[11:15]) / TICKS + running
+
+
+def _stat(pid: int | str) -> list[str] | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces; what follows may not
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces; what follows may not
 
 
 def machine_busy_s() -> float:

@@ -14,20 +14,31 @@ from kafka.errors import KafkaError
 
 from devstack import claim
 from devstack.kafka import VERSION as KAFKA_VERSION
-from devstack.stack import Stack, StackConfig
-from eventbus.settings import env_int
+from devstack.stack import Stack, StackConfig, read_store
+from eventbus.settings import checked, env_int
 
 TOPIC = "orders.events"
 GROUPS = ("orders", "billing", "notifications")  # each service's consumer group is its name
 # Ports and folder of its own, away from `make run` (9092/5002) and the features (19092/15002);
 # PORT_OFFSET moves them, as for the features, so several checkouts can run side by side.
 _OFFSET = env_int("PORT_OFFSET", 0)
+_STORE = checked(read_store)  # STORE=postgres: the stack's services on a PostgreSQL of its own
 LOCAL = StackConfig(
-    home=Path(".run/bench"), kafka_port=29092 + _OFFSET, controller_port=29093 + _OFFSET, orders_port=25002 + _OFFSET
+    home=Path(".run/bench"),
+    kafka_port=29092 + _OFFSET,
+    controller_port=29093 + _OFFSET,
+    orders_port=25002 + _OFFSET,
+    store=_STORE,
+    postgres_port=25432 + _OFFSET,
 )
 RUN_PIDS = Path(".run/pids.json")  # what `make run` in this folder started
 SOAK = StackConfig(  # `make soak` beside a `make bench`: ten ports up
-    home=Path(".run/soak"), kafka_port=29102 + _OFFSET, controller_port=29103 + _OFFSET, orders_port=25012 + _OFFSET
+    home=Path(".run/soak"),
+    kafka_port=29102 + _OFFSET,
+    controller_port=29103 + _OFFSET,
+    orders_port=25012 + _OFFSET,
+    store=_STORE,
+    postgres_port=25442 + _OFFSET,
 )
 
 
@@ -41,13 +52,18 @@ class Target:
     def local(self) -> bool:
         return self.stack is not None
 
-    def pids(self) -> dict[str, int]:
-        """The services' and the broker's pids (they change if the supervisor restarts one).
+    def pids(self) -> dict[str, int | str]:
+        """The services' and the broker's pids (they change if the supervisor restarts one),
+        and PostgreSQL's as "<pid>/tree": its work is done in its children.
         For a running stack, those `make run` recorded in RUN_PIDS, if they still run."""
         if self.stack is None:
-            return {name: process.pid for name, process in claim.recorded(RUN_PIDS)}
-        children = self.stack.supervisor.children
-        return {name: child.process.pid for name, child in children.items() if child.process}
+            found = {name: process.pid for name, process in claim.recorded(RUN_PIDS)}
+        else:
+            children = self.stack.supervisor.children
+            found = {name: child.process.pid for name, child in children.items() if child.process}
+        if "postgres" in found:
+            found["postgres"] = f"{found['postgres']}/tree"
+        return found
 
     def broker_heap_mb(self) -> int | None:
         if self.stack is None:

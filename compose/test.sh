@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make compose-test`: run the real docker-compose.yml and the acceptance
-# features against it, then take it all down, volumes included.
+# `make compose-test`: run the real docker-compose.yml, with two replicas of
+# each consumer sharing PostgreSQL, and the acceptance features against it;
+# then take it all down, volumes included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "compose-test: $*"; }
@@ -15,16 +16,20 @@ docker image inspect python:3.11-slim >/dev/null 2>&1 || docker pull -q python:3
 kafka_image=apache/kafka:$(cat kafka/VERSION)
 docker image inspect "$kafka_image" >/dev/null 2>&1 || docker pull -q "$kafka_image" 2>/dev/null ||
   compose/standins/kafka.sh
+postgres_image=$(sed -n 's/^ *image: *\(postgres:.*\)$/\1/p' docker-compose.yml)
+docker image inspect "$postgres_image" >/dev/null 2>&1 || docker pull -q "$postgres_image" 2>/dev/null ||
+  compose/standins/postgres.sh "$postgres_image"
 
 # 3. Up, healthy, features, down.
 down() { say "taking the stack down"; docker compose down --volumes --remove-orphans >/dev/null 2>&1 || true; }
 trap down EXIT
 down
-say "building and starting the stack"
-docker compose up --build --detach --wait --wait-timeout 300
-say "stack healthy after $((SECONDS - started))s; running the features against it"
+say "building and starting the stack, two replicas of billing and of notifications"
+docker compose up --build --detach --wait --wait-timeout 300 --scale billing=2 --scale notifications=2
+say "stack healthy after $((SECONDS - started))s: $(docker compose ps --format '{{.Name}}' | sort | paste -sd ' ')"
+say "running the features against it"
 ORDERS_URL=http://127.0.0.1:5002 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 \
-SERVICE_LOGS='docker logs event-driven-{service}-1' \
+SERVICE_LOGS='docker compose logs --no-color --no-log-prefix {service}' \
   .venv/bin/python -m behave features | tee .run/compose-acceptance.log
 sed -n 's/^\([0-9]*\) scenarios passed, /compose acceptance: \1 passed, /p' .run/compose-acceptance.log
 say "done in $((SECONDS - started))s"

@@ -1,6 +1,7 @@
 """The whole stack as processes: settings checked, folder and ports claimed,
-then Kafka, the topics and the services, each start step reported on one line.
-It stops in order (services, then Kafka) within 15 seconds."""
+then Kafka, the topics, PostgreSQL (with STORE=postgres) and the services, each
+start step reported on one line. It stops in order (services, then Kafka and
+PostgreSQL) within 15 seconds."""
 
 import os
 import shutil
@@ -15,8 +16,9 @@ from pathlib import Path
 
 from devstack import StartFailed, claim
 from devstack.kafka import LIBS, VERSION, Broker, fetch
+from devstack.postgres import Server
 from devstack.supervisor import Supervisor
-from eventbus.settings import Env, SettingError
+from eventbus.settings import Env, SettingError, Settings
 from services.billing.service import read_settings as billing_settings
 from services.notifications.service import read_settings as notifications_settings
 from services.orders.service import read_settings as orders_settings
@@ -25,6 +27,13 @@ SERVICES = {"orders": orders_settings, "billing": billing_settings, "notificatio
 SERVICE_GRACE = 5.0  # seconds a service gets after SIGTERM (it stops within 4, Kafka or not)
 BROKER_GRACE = 8.0  # then Kafka's: the whole stack stops within 15
 KEEP = ("stack.lock", "pids.json")  # what a fresh start does not wipe
+BACKING = ("kafka", "postgres")  # stopped once the services that use them have stopped
+STORES = ("sqlite", "postgres")
+
+
+def read_store(env: Env) -> str:
+    """STORE: where the services keep their state (a SQLite file each, or a database each on the stack's PostgreSQL)."""
+    return env.text("STORE", STORES[0], "|".join(STORES), " or ".join(STORES))
 
 
 class Interrupted(Exception):
@@ -39,6 +48,8 @@ class StackConfig:
     orders_port: int = 5002
     partitions: int = 3
     replicas: int = 1
+    store: str = "sqlite"
+    postgres_port: int = 5432
 
     @classmethod
     def from_env(cls, env: Env) -> "StackConfig":
@@ -49,12 +60,28 @@ class StackConfig:
             orders_port=env.port("ORDERS_PORT", cls.orders_port),
             partitions=env.whole("PARTITIONS", cls.partitions, 1, 1000),
             replicas=env.whole("REPLICAS", cls.replicas, 1, 16),
+            store=read_store(env),
+            postgres_port=env.port("POSTGRES_PORT", cls.postgres_port),
         )
         if config.controller_port in (config.kafka_port, config.orders_port):
             raise SettingError("KAFKA_CONTROLLER_PORT", str(config.controller_port), "a port of its own")
         if config.orders_port == config.kafka_port:
             raise SettingError("ORDERS_PORT", str(config.orders_port), "a port other than KAFKA_PORT's")
+        taken = (config.kafka_port, config.controller_port, config.orders_port)
+        if config.store == "postgres" and config.postgres_port in taken:
+            raise SettingError("POSTGRES_PORT", str(config.postgres_port), "a port of its own")
         return config
+
+    def service_settings(self, service: str, name: str | None = None) -> Settings:
+        """Where process `name` of `service` keeps its state: on PostgreSQL its
+        service's database (and a data folder of its own, as on a host of its
+        own: replicas share nothing but the database and Kafka), else the
+        stack's one data folder."""
+        data = self.home / "data"
+        if self.store != "postgres":
+            return Settings(service=service, data_dir=data)
+        url = Server(self.home / "postgres", self.postgres_port).url(service)
+        return Settings(service=service, data_dir=data / (name or service), database_url=url)
 
     @property
     def orders_url(self) -> str:
@@ -71,6 +98,7 @@ class Stack:
         self.config = config
         self.fresh = fresh
         self.broker = Broker(config.home / "kafka", config.kafka_port, config.controller_port)
+        self.postgres = Server(config.home / "postgres", config.postgres_port) if config.store == "postgres" else None
         self.supervisor = Supervisor(config.log_dir, echo, pid_file=config.home / "pids.json")
         self.stopping = threading.Event()
         self._lock = None
@@ -86,34 +114,44 @@ class Stack:
             self._wipe()
         if left is not None:
             self._report_leftovers(left, time.monotonic() - began)
-        claim.check_ports(
-            {
-                self.config.kafka_port: "Kafka",
-                self.config.controller_port: "Kafka's controller",
-                self.config.orders_port: "orders",
-            },
-            "run this stack on other ports: KAFKA_PORT=.. KAFKA_CONTROLLER_PORT=.. ORDERS_PORT=.. make run",
-        )
+        ports = {
+            self.config.kafka_port: "Kafka",
+            self.config.controller_port: "Kafka's controller",
+            self.config.orders_port: "orders",
+        }
+        settings = "KAFKA_PORT=.. KAFKA_CONTROLLER_PORT=.. ORDERS_PORT=.."
+        if self.postgres:
+            ports[self.postgres.port] = "PostgreSQL"
+            settings += " POSTGRES_PORT=.."
+        claim.check_ports(ports, f"run this stack on other ports: {settings} make run")
         self._step("fetch", self._fetch)
         self._step("broker", self._start_broker)
         self._step("topics", self._create_topics)
+        if self.postgres:
+            self._step("postgres", self._start_postgres)
         self._step("services", self._start_services)
 
     def check_settings(self, env: Env) -> None:
         """Each service's settings, read as the service will read them."""
         for service, name in self.processes():
-            SERVICES[service](Env({**env.environ, **self.service_env(name)}))
+            SERVICES[service](Env({**env.environ, **self.service_env(service, name)}))
 
-    def service_env(self, name: str) -> dict[str, str]:
-        return {
+    def service_env(self, service: str, name: str) -> dict[str, str]:
+        settings = self.config.service_settings(service, name)
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
-            "DATA_DIR": str(self.config.home / "data"),
+            "DATA_DIR": str(settings.data_dir),
             "HTTP_PORT": str(self.config.orders_port),
             "CONSUMER_INSTANCE_ID": name,
         }
+        if settings.database_url:
+            env["DATABASE_URL"] = settings.database_url
+        return env
 
-    def start_process(self, service: str, name: str) -> None:
-        self.supervisor.start(name, [sys.executable, "-m", f"services.{service}"], self.service_env(name))
+    def start_process(self, service: str, name: str, **env: str) -> None:
+        """Start process `name` of `service`; `env` overrides its settings (another HTTP_PORT, say)."""
+        command = [sys.executable, "-m", f"services.{service}"]
+        self.supervisor.start(name, command, self.service_env(service, name) | env)
 
     def processes(self) -> list[tuple[str, str]]:
         """(service, process name) pairs: orders once, the consumers `replicas` times."""
@@ -124,12 +162,12 @@ class Stack:
         return pairs
 
     def stop(self) -> None:
-        """Services first, all at once, then Kafka; each killed if it overruns its grace."""
+        """Services first, all at once, then Kafka and PostgreSQL; each killed if it overruns its grace."""
         self.stopping.set()
         if self._lock is None:
             return
         began, running = time.monotonic(), bool(self.supervisor.children)
-        self.supervisor.stop([name for name in self.supervisor.children if name != "kafka"], SERVICE_GRACE)
+        self.supervisor.stop([name for name in self.supervisor.children if name not in BACKING], SERVICE_GRACE)
         self.supervisor.stop(list(self.supervisor.children), BROKER_GRACE)
         if running:
             self.supervisor.say(f"stop: everything stopped ({time.monotonic() - began:.1f}s)")
@@ -157,6 +195,19 @@ class Stack:
         if not self.broker.wait_ready(self.stopping):
             raise Interrupted
         return f"Apache Kafka {VERSION} on {self.broker.bootstrap_servers}"
+
+    def _start_postgres(self) -> str:
+        version = self.postgres.prepare(self.supervisor.say)
+        self.supervisor.start(
+            "postgres", self.postgres.command(), orphan_signal=signal.SIGINT, stop_signal=signal.SIGINT
+        )
+        if not self.postgres.wait_ready(self.stopping):
+            raise Interrupted
+        created = self.postgres.create_databases()
+        databases = f"created databases {', '.join(created)}" if created else "its databases already there"
+        return (
+            f"PostgreSQL {version} on 127.0.0.1:{self.postgres.port}, data in {_shown(self.postgres.data)}; {databases}"
+        )
 
     def _create_topics(self) -> str:
         topics = {"orders.events": self.config.partitions, "orders.events.dlq": 1}

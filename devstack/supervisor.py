@@ -54,6 +54,7 @@ class Child:
     command: list[str]
     env: dict[str, str] = field(default_factory=dict)
     orphan_signal: int = signal.SIGTERM  # what it gets should the supervisor die
+    stop_signal: int = signal.SIGTERM  # what asks it to stop (PostgreSQL: SIGINT, its fast shutdown)
     process: subprocess.Popen | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -78,9 +79,14 @@ class Supervisor:
         self._write("devstack", message + "\n")
 
     def start(
-        self, name: str, command: list[str], env: dict[str, str] | None = None, orphan_signal: int = signal.SIGTERM
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str] | None = None,
+        orphan_signal: int = signal.SIGTERM,
+        stop_signal: int = signal.SIGTERM,
     ) -> Child:
-        child = Child(name, command, env or {}, orphan_signal)
+        child = Child(name, command, env or {}, orphan_signal, stop_signal)
         self._spawn(child)
         self.children[name] = child
         self._record()
@@ -94,21 +100,23 @@ class Supervisor:
         self.stop([name])
 
     def stop(self, names: list[str], grace: float = 5.0) -> None:
-        """SIGTERM the named children at once (with SIGCONT, in case one is
-        frozen); SIGKILL any still running after `grace` seconds."""
+        """Signal the named children to stop at once (SIGTERM unless they asked
+        for another; with SIGCONT, in case one is frozen); SIGKILL any still
+        running after `grace` seconds."""
         children = [self.children[name] for name in names if name in self.children]
         for child in children:
             with self._spawning:
                 child.stopping = True
                 if child.process.poll() is None:
-                    child.process.send_signal(signal.SIGTERM)
+                    child.process.send_signal(child.stop_signal)
                     child.process.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + grace
         for child in children:
             try:
                 child.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.say(f"{child.name} did not stop within {grace:.0f}s of SIGTERM; killing it")
+                stop_signal = signal.Signals(child.stop_signal).name
+                self.say(f"{child.name} did not stop within {grace:.0f}s of {stop_signal}; killing it")
                 child.process.kill()
                 child.process.wait()
             del self.children[child.name]

@@ -1,7 +1,8 @@
-"""The one consumer loop. For each message a poll returns, in one SQLite
+"""The one consumer loop. For each message a poll returns, in one store
 transaction per poll (a savepoint per message): open the envelope, check the
 ledger, run the handler, queue its events in the outbox. Only after that
-transaction commits are the Kafka offsets committed."""
+transaction commits are the Kafka offsets committed; while the database cannot
+be reached, nothing is committed and the poll is retried."""
 
 import logging
 import threading
@@ -12,14 +13,13 @@ from dataclasses import dataclass, field
 from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from sqlite_utils import Database
 
 from eventbus import ledger, outbox, tracing
 from eventbus.contracts import EVENT_TYPES, Event
 from eventbus.envelope import PoisonMessage, open_message
 from eventbus.kafka import Poller
 from eventbus.settings import Settings
-from eventbus.store import Store
+from eventbus.store import Store, StoreUnavailable, Transaction
 
 log = logging.getLogger(__name__)
 FIRST_BACKOFF, MAX_BACKOFF = 0.05, 10.0  # seconds
@@ -42,7 +42,7 @@ class Handler:
     the same key goes to `on_duplicate` instead.
     """
 
-    handle: Callable[[Event, Database], list[Event]]
+    handle: Callable[[Event, Transaction], list[Event]]
     once_per: Callable[[Event], object] | None = None
     on_duplicate: Callable[[Event], None] = field(default=lambda event: None)
 
@@ -86,18 +86,24 @@ class ConsumerLoop:
         done: dict[TopicPartition, int] = {}
         failures = []
         ours = any(not self._not_for_us(record) for records in batches.values() for record in records)
-        with self._store.transaction() if ours else nullcontext() as tx:
+        try:
+            with self._store.transaction() if ours else nullcontext() as tx:
+                for partition, records in batches.items():
+                    for record in records:
+                        if not self._not_for_us(record):
+                            try:
+                                with tx.savepoint():
+                                    self._process(tx, record)
+                            except Exception as error:
+                                failures.append((record, error))
+                                self._consumer.seek(partition, record.offset)
+                                break
+                        done[partition] = record.offset + 1
+        except StoreUnavailable as error:
+            self._queued = False
             for partition, records in batches.items():
-                for record in records:
-                    if not self._not_for_us(record):
-                        try:
-                            with tx.atomic():
-                                self._process(tx, record)
-                        except Exception as error:
-                            failures.append((record, error))
-                            self._consumer.seek(partition, record.offset)
-                            break
-                    done[partition] = record.offset + 1
+                self._consumer.seek(partition, records[0].offset)
+            done, failures = {}, [(records[0], error) for records in batches.values()]
         if self._queued:
             self._queued = False
             self._published()
@@ -118,11 +124,11 @@ class ConsumerLoop:
                 _where(record),
                 error,
                 self._backoff,
-                exc_info=not isinstance(error, TransientError),
+                exc_info=not isinstance(error, TransientError | StoreUnavailable),
             )
         stop.wait(self._backoff)
 
-    def _process(self, tx: Database, record: ConsumerRecord) -> None:
+    def _process(self, tx: Transaction, record: ConsumerRecord) -> None:
         """Handle one message inside the batch's transaction."""
         headers = dict(record.headers or [])
         try:
@@ -135,7 +141,7 @@ class ConsumerLoop:
             return
         with tracing.continuing(envelope.traceparent):
             try:
-                with tx.atomic():
+                with tx.savepoint():
                     events = self._run(tx, handler, envelope)
             except Rejected as rejection:
                 self._dead_letter(tx, record, str(rejection))
@@ -150,7 +156,7 @@ class ConsumerLoop:
         known = event_type and EVENT_TYPES.get(event_type.decode(errors="replace"))
         return bool(known) and known not in self._handlers
 
-    def _run(self, tx: Database, handler: Handler, envelope) -> list[Event]:
+    def _run(self, tx: Transaction, handler: Handler, envelope) -> list[Event]:
         if handler.once_per is not None:
             name = f"{self._settings.service}.{handler.handle.__name__}"
             key = str(handler.once_per(envelope.event))
@@ -159,7 +165,7 @@ class ConsumerLoop:
                 return []
         return handler.handle(envelope.event, tx)
 
-    def _dead_letter(self, tx: Database, record: ConsumerRecord, reason: str) -> None:
+    def _dead_letter(self, tx: Transaction, record: ConsumerRecord, reason: str) -> None:
         log.warning("Dead-lettering %s: %s", _where(record), reason)
         headers = dict(record.headers or [])
         headers.update(

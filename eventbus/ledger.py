@@ -2,28 +2,28 @@
 
 The key is recorded in the same transaction as the handler's effects and its
 outgoing events, so a redelivered or replayed event finds it and is skipped.
+On PostgreSQL the insert of a key another host is recording waits for that
+transaction, then finds the key: the check holds across hosts.
 """
 
-from sqlite_utils import Database
+from eventbus.contracts import timestamp
+from eventbus.store import Store, Transaction
 
 
-def create(db: Database) -> None:
-    db["processed"].create(
-        {"handler": str, "key": str, "event_id": str, "processed_at": str},
-        pk=("handler", "key"),
-        if_not_exists=True,
+def create(store: Store) -> None:
+    store.create_table(
+        "processed", {"handler": str, "key": str, "event_id": str, "processed_at": str}, pk=("handler", "key")
     )
 
 
-def first_time(db: Database, handler: str, key: str, event_id: str) -> bool:
+def first_time(tx: Transaction, handler: str, key: str, event_id: str) -> bool:
     """Record (handler, key); False when it was already there. Call inside a transaction."""
-    cursor = db.execute(
-        "INSERT OR IGNORE INTO processed (handler, key, event_id, processed_at)"
-        " VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-        (handler, key, event_id),
+    cursor = tx.execute(
+        "INSERT INTO processed (handler, key, event_id, processed_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (handler, key, event_id, timestamp()),
     )
     return cursor.rowcount == 1
 
 
-def count(db: Database, handler: str) -> int:
-    return db["processed"].count_where("handler = ?", [handler])
+def count(store: Store | Transaction, handler: str) -> int:
+    return store.query("SELECT COUNT(*) AS n FROM processed WHERE handler = ?", [handler])[0]["n"]

@@ -1,5 +1,5 @@
-"""The transactional outbox: events are written in the same SQLite transaction
-as the state change that caused them, then a relay publishes them to Kafka.
+"""The transactional outbox: events are written in the same transaction as
+the state change that caused them, then a relay publishes them to Kafka.
 
 A row is marked sent only after Kafka acknowledged it; a row published again
 after a crash keeps its headers, so its duplicate carries the same ce_id.
@@ -13,20 +13,18 @@ large as the history; the events themselves live on in Kafka.
 
 import json
 import logging
-import os
-import socket
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka.errors import KafkaError
-from sqlite_utils import Database
 
-from eventbus.contracts import Event
+from eventbus.contracts import Event, timestamp
 from eventbus.envelope import seal
 from eventbus.kafka import connect, make_producer
 from eventbus.settings import Settings
-from eventbus.store import Store
+from eventbus.store import Store, StoreUnavailable, Transaction
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -34,60 +32,53 @@ IDLE_POLL = 0.5
 MARK_EVERY_S = 0.2
 GATHER_S = 0.02  # while busy, relay rounds start at most this often
 PRUNE_EVERY_S = 10.0
-LEASE_SECONDS = 5.0
+CHANNEL = "outbox"  # notified on commit of new rows, for a relay in another process
 
 
-def create(db: Database) -> None:
-    db["outbox"].create(
-        {
-            "id": int,
-            "topic": str,
-            "key": bytes,
-            "value": bytes,
-            "headers": str,
-            "created_at": str,
-            "sent_at": str,
-        },
+def create(store: Store) -> None:
+    store.create_table(
+        "outbox",
+        {"id": "id", "topic": str, "key": bytes, "value": bytes, "headers": str, "created_at": str, "sent_at": str},
         pk="id",
-        not_null={"topic", "value", "headers", "created_at"},
-        if_not_exists=True,
     )
-    db["outbox"].create_index(["sent_at"], if_not_exists=True)
-    db["outbox_lease"].create({"id": int, "holder": str, "until": float}, pk="id", if_not_exists=True)
+    with store.transaction() as tx:
+        tx.execute("CREATE INDEX IF NOT EXISTS idx_outbox_sent_at ON outbox (sent_at)")
 
 
-def add(db: Database, topic: str, message: KafkaMessage) -> None:
+def add(tx: Transaction, topic: str, message: KafkaMessage) -> None:
     """Queue `message` for `topic`. Call inside the transaction of the state change."""
     headers = json.dumps({name: _text(value) for name, value in message.headers.items()})
-    db.execute(
-        "INSERT INTO outbox (topic, key, value, headers, created_at)"
-        " VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-        (topic, message.key, message.value, headers),
+    tx.execute(
+        "INSERT INTO outbox (topic, key, value, headers, created_at) VALUES (?, ?, ?, ?, ?)",
+        (topic, message.key, message.value, headers, timestamp()),
     )
+    tx.notify(CHANNEL)
 
 
-def add_event(db: Database, settings: Settings, event: Event) -> None:
+def add_event(tx: Transaction, settings: Settings, event: Event) -> None:
     """Queue one of this service's events for the events topic, in the caller's transaction."""
-    add(db, settings.topic, seal(event, settings.service))
+    add(tx, settings.topic, seal(event, settings.service))
 
 
-def prune(db: Database, retention_s: float) -> int:
+def prune(tx: Transaction, retention_s: float) -> int:
     """Delete the rows sent more than `retention_s` ago; returns how many."""
-    return db.execute(
-        "DELETE FROM outbox WHERE sent_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)", [f"-{retention_s} seconds"]
+    cutoff = datetime.now(UTC) - timedelta(seconds=retention_s)
+    return tx.execute(
+        "DELETE FROM outbox WHERE sent_at < ?", [cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")]
     ).rowcount
 
 
-def pending(db: Database) -> int:
-    return db["outbox"].count_where("sent_at IS NULL")
+def pending(store: Store | Transaction) -> int:
+    return store.query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")[0]["n"]
 
 
 class Relay:
     """Publishes pending outbox rows in order, in a thread of its own.
 
-    Replicas of a service share one outbox; a lease makes one relay at a time
-    publish it, so rows go out once and in order. A replica that dies loses the
-    lease when it runs out, and another takes over.
+    Replicas of a service share one outbox; the store's claim makes one relay
+    at a time publish it, so rows go out once and in order. A replica that dies
+    loses the claim, and another takes over. Rows committed by another replica
+    wake this relay through the store's notifications; polling is the fallback.
     """
 
     def __init__(self, store: Store, settings: Settings, stop: threading.Event):
@@ -96,13 +87,13 @@ class Relay:
         self._stop = stop
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
-        self._holder = f"{socket.gethostname()}:{os.getpid()}"
-        self._lease_until = 0.0
+        self._claim = store.claim("outbox-relay")
         self._unmarked: list[int] = []  # sent and acknowledged, not yet marked sent
         self._marked_at = 0.0
         self._pruned_at = 0.0
 
     def start(self) -> None:
+        self._store.listen(CHANNEL, self.wake)
         self._thread.start()
 
     def wake(self) -> None:
@@ -124,14 +115,14 @@ class Relay:
             self._wake.clear()
             round_at = time.monotonic()
             try:
-                published = self._publish_batch(producer) if self._hold_lease() else 0
+                published = self._publish_batch(producer) if self._holds_claim() else 0
                 delay = 0.5
-            except Exception as error:  # the relay must outlive any outage, Kafka's or SQLite's
+            except Exception as error:  # the relay must outlive any outage, Kafka's or the database's
                 log.warning(
                     "Outbox relay cannot publish (%s); retrying in %.1fs",
                     error,
                     delay,
-                    exc_info=not isinstance(error, KafkaError),
+                    exc_info=not isinstance(error, KafkaError | StoreUnavailable),
                 )
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10)
@@ -140,36 +131,20 @@ class Relay:
                 self._wake.wait(IDLE_POLL if not self._unmarked else max(self._mark_due_in(), 0.001))
             if published:  # busy: let rows gather a moment, one produce request costs as much as ten rows
                 self._stop.wait(max(round_at + GATHER_S - time.monotonic(), 0))
-        if self._hold_lease():
-            self._publish_batch_before_exit(producer)
-            self._release_lease()
+        try:
+            if self._holds_claim():
+                self._publish_batch_before_exit(producer)
+            self._claim.release()
+        except StoreUnavailable:
+            log.info("Outbox rows left unmarked at shutdown are sent again, with the same ce_id, on the next start")
         producer.close(timeout=1)
 
-    def _hold_lease(self) -> bool:
-        """Take or renew the lease; False while another live relay holds it.
-        A lease still good for more than half its time is not renewed yet."""
-        now = time.time()
-        if now < self._lease_until - LEASE_SECONDS / 2:
-            return True
-        with self._store.transaction() as tx:
-            held = (
-                tx.execute(
-                    "INSERT INTO outbox_lease (id, holder, until) VALUES (1, ?, ?)"
-                    " ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, until = excluded.until"
-                    " WHERE outbox_lease.holder = excluded.holder OR outbox_lease.until < ?",
-                    (self._holder, now + LEASE_SECONDS, now),
-                ).rowcount
-                == 1
-            )
-        self._lease_until = now + LEASE_SECONDS if held else 0.0
+    def _holds_claim(self) -> bool:
+        """False while another live relay publishes this outbox."""
+        held = self._claim.held()
         if not held and self._unmarked:
-            self._mark_sent()  # what this relay sent before it lost the lease
+            self._mark_sent()  # what this relay sent before it lost the claim
         return held
-
-    def _release_lease(self) -> None:
-        with self._store.transaction() as tx:
-            tx.execute("DELETE FROM outbox_lease WHERE holder = ?", [self._holder])
-        self._lease_until = 0.0
 
     def _publish_batch_before_exit(self, producer) -> None:
         try:
@@ -178,13 +153,9 @@ class Relay:
             log.info("Outbox rows left unpublished at shutdown are sent on the next start")
 
     def _publish_batch(self, producer, mark_now: bool = False) -> int:
-        db = self._store.db()
-        rows = list(
-            db.query(
-                "SELECT id, topic, key, value, headers FROM outbox"
-                " WHERE sent_at IS NULL AND id > ? ORDER BY id LIMIT ?",
-                [self._unmarked[-1] if self._unmarked else 0, BATCH],
-            )
+        rows = self._store.query(
+            "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL AND id > ? ORDER BY id LIMIT ?",
+            [self._unmarked[-1] if self._unmarked else 0, BATCH],
         )
         if not rows:
             if self._unmarked and (mark_now or self._mark_due_in() <= 0):
@@ -214,11 +185,7 @@ class Relay:
         PRUNE_EVERY_S also deletes the rows sent longer ago than the retention."""
         sent = self._unmarked
         with self._store.transaction() as tx:
-            tx.execute(
-                f"UPDATE outbox SET sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-                f" WHERE id IN ({','.join('?' * len(sent))})",
-                sent,
-            )
+            tx.execute(f"UPDATE outbox SET sent_at = ? WHERE id IN ({','.join('?' * len(sent))})", [timestamp(), *sent])
             if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
                 prune(tx, self._settings.outbox_retention_s)
                 self._pruned_at = time.monotonic()

@@ -10,14 +10,13 @@ import time
 from collections.abc import Callable
 
 from kafka.errors import KafkaError
-from sqlite_utils import Database
 
 from eventbus import health, ledger, outbox
 from eventbus.consumer import ConsumerLoop, Handler
 from eventbus.contracts import Event
 from eventbus.kafka import connect, make_consumer
 from eventbus.settings import Settings
-from eventbus.store import Store
+from eventbus.store import Store, Transaction, open_store
 from eventbus.tracing import configure_logging
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ class Service:
         self,
         settings: Settings,
         handlers: dict[type, Handler],
-        create_tables: Callable[[Database], None] = lambda db: None,
+        create_tables: Callable[[Store], None] = lambda store: None,
         relaxed: bool = False,
     ):
         """`relaxed`: nothing waits on what this service's consumer does, so it
@@ -68,13 +67,14 @@ class Service:
         self.relaxed = relaxed
         self.stop = threading.Event()
         self.crashed = False
-        self.store = Store(settings.database())
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # the heartbeat's, whatever the store
+        self.store = open_store(settings)
         for create in (ledger.create, outbox.create, create_tables):
-            create(self.store.db())
+            create(self.store)
         self.relay = outbox.Relay(self.store, settings, self.stop)
         self._beaten_at = 0.0
 
-    def publish(self, tx: Database, event: Event) -> None:
+    def publish(self, tx: Transaction, event: Event) -> None:
         """Queue `event` in the outbox, inside the caller's transaction."""
         outbox.add_event(tx, self.settings, event)
 

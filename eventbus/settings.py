@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 EX_CONFIG = 78  # sysexits.h's "configuration error": a supervisor does not restart it
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 NAME = r"[A-Za-z0-9._-]{1,249}"  # Kafka's rule for topic names and group instance ids
@@ -85,6 +88,23 @@ class Env:
                 raise SettingError(name, value, "host:port pairs separated by commas, such as '127.0.0.1:9092'")
         return value
 
+    def database_url(self, name: str) -> str | None:
+        """A PostgreSQL URL, postgresql://user:password@host:port/database, or None when unset."""
+        value = self.raw(name, "")
+        if not value:
+            return None
+        expected = "a PostgreSQL URL such as postgresql://user:password@host:5432/database"
+        if not re.match(r"postgres(ql)?://", value):
+            raise SettingError(name, _without_password(value), expected)
+        try:
+            parts = conninfo_to_dict(value)
+        except psycopg.ProgrammingError:
+            raise SettingError(name, _without_password(value), expected) from None
+        port = parts.get("port", "5432")
+        if not parts.get("dbname") or not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise SettingError(name, _without_password(value), expected)
+        return value
+
     def folder(self, name: str, default: str) -> Path:
         """A folder this user can create and write in."""
         value = self.raw(name, default)
@@ -103,6 +123,11 @@ def checked(read: Callable[[Env], T]) -> T:
     except SettingError as error:
         print(error, file=sys.stderr, flush=True)
         raise SystemExit(EX_CONFIG) from None
+
+
+def _without_password(url: str) -> str:
+    """A URL as an error message may show it."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def _whole_number(minimum: int, maximum: int | None) -> str:
@@ -124,6 +149,7 @@ class Settings:
     topic: str = "orders.events"
     dead_letter_topic: str = "orders.events.dlq"
     data_dir: Path = Path(".run/data")
+    database_url: str | None = None  # PostgreSQL; SQLite files in data_dir when None
     log_level: str = "INFO"
     instance: str | None = None
     outbox_retention_s: int = 3600  # sent outbox rows are deleted this long after they were sent
@@ -138,6 +164,7 @@ class Settings:
             topic=env.text("EVENTS_TOPIC", cls.topic, NAME, topic),
             dead_letter_topic=env.text("DEAD_LETTER_TOPIC", cls.dead_letter_topic, NAME, topic),
             data_dir=env.folder("DATA_DIR", str(cls.data_dir)),
+            database_url=env.database_url("DATABASE_URL"),
             log_level=env.choice("LOG_LEVEL", cls.log_level, LOG_LEVELS),
             instance=env.text("CONSUMER_INSTANCE_ID", "", f"|{NAME}", "letters, digits, '.', '_' or '-'") or None,
             outbox_retention_s=env.whole(

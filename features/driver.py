@@ -183,6 +183,9 @@ class Driver:
     def get_order(self, order_id: int) -> Reply:
         return self._send(urllib.request.Request(f"{self.orders_url}/orders/{order_id}"))
 
+    def health(self) -> Reply:
+        return self._send(urllib.request.Request(f"{self.orders_url}/health"))
+
     @staticmethod
     def _send(request: urllib.request.Request) -> Reply:
         try:

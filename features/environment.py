@@ -15,8 +15,8 @@ from pathlib import Path
 from behave import fixture, use_fixture
 from behave.model_core import Status
 
-from devstack.stack import Stack, StackConfig
-from eventbus.settings import env_int
+from devstack.stack import Stack, StackConfig, read_store
+from eventbus.settings import checked, env_int
 from features.browser import SCREENSHOTS, chromium
 from features.driver import Driver, Logs
 from features.evidence import events_table
@@ -37,6 +37,8 @@ def local_stack(context):
         controller_port=19093 + offset,
         orders_port=15002 + offset,
         replicas=2,
+        store=checked(read_store),  # STORE=postgres: the services keep their state on a PostgreSQL of the stack's
+        postgres_port=15432 + offset,
     )
     os.environ.setdefault(
         "MAILER_FAILURE_RATE", "0.2"
@@ -108,6 +110,11 @@ def before_scenario(context, scenario):
     if "faults" in scenario.effective_tags:
         if not hasattr(context, "faults"):
             scenario.skip("fault injection needs the local stack, which this run did not start")
+            return
+        context.faults.kills = {}
+    if "multihost" in scenario.effective_tags:
+        if not hasattr(context, "faults") or context.faults.stack.config.store != "postgres":
+            scenario.skip("hosts sharing only a database need the local stack on PostgreSQL (make multihost)")
             return
         context.faults.kills = {}
     if "lifecycle" in scenario.effective_tags:

@@ -1,11 +1,11 @@
 """Fault injection on the local stack: kill or freeze its processes, place
 bursts of orders meanwhile, and count effects in the services' own records."""
 
+import contextlib
 import http.client
 import json
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.stack import Stack
+import psutil
+
+from devstack.stack import Stack, StackConfig
+from eventbus import outbox
+from eventbus.store import Store, open_store
 from features.driver import Driver, wait_until
 
 RESTART_TIMEOUT = 60.0
@@ -35,10 +39,10 @@ class Faults:
         self.kills: dict[str, int] = {}
 
     def process(self, target: str) -> str:
-        """The process name of a target: `the broker` is kafka, `billing` its first replica."""
-        names = [name for _, name in self.stack.processes()] + ["kafka"]
-        wanted = "kafka" if target == "the broker" else target
-        return next(name for name in names if name == wanted or name.startswith(f"{wanted}-"))
+        """The process name of a target: `the broker` is kafka, `the database`
+        postgres, `billing` its first replica running."""
+        wanted = {"the broker": "kafka", "the database": "postgres"}.get(target, target)
+        return next(name for name in self.stack.supervisor.children if name == wanted or name.startswith(f"{wanted}-"))
 
     def kill(self, target: str) -> None:
         """SIGKILL the target and wait until the supervisor has started it again
@@ -52,17 +56,35 @@ class Faults:
             lambda: child.process is not old and child.process.poll() is None, f"{name} is restarted", RESTART_TIMEOUT
         )
 
-    def add_replica(self, service: str, name: str) -> None:
-        self.stack.start_process(service, name)
+    def add_replica(self, service: str, name: str, **env: str) -> None:
+        self.stack.start_process(service, name, **env)
 
     def retire(self, name: str) -> None:
         self.stack.supervisor.retire(name)
 
+    def pending_in_outboxes(self) -> dict[str, int]:
+        """Rows each service's outbox still has to publish."""
+        pending = {}
+        for service in ("orders", "billing", "notifications"):
+            store = open_store(self.stack.config.service_settings(service))
+            try:
+                pending[service] = outbox.pending(store)
+            finally:
+                store.close()
+        return pending
+
     def freeze(self, target: str) -> None:
-        os.kill(self.stack.supervisor.pid(self.process(target)), signal.SIGSTOP)
+        """SIGSTOP the target and its children: PostgreSQL's connections are served by processes of their own."""
+        self._signal_tree(target, signal.SIGSTOP)
 
     def thaw(self, target: str) -> None:
-        os.kill(self.stack.supervisor.pid(self.process(target)), signal.SIGCONT)
+        self._signal_tree(target, signal.SIGCONT)
+
+    def _signal_tree(self, target: str, signum: int) -> None:
+        process = psutil.Process(self.stack.supervisor.pid(self.process(target)))
+        for each in [process, *process.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                each.send_signal(signum)
 
     def burst(self, count: int, per_second: float, faults_at: dict[float, Callable] | None = None) -> Burst:
         """Place `count` fresh orders at a steady pace while, one after another,
@@ -113,7 +135,7 @@ class Faults:
         return None
 
     def charges_and_emails(self, order_ids: list[int]) -> dict[int, tuple[int, int]]:
-        return charges_and_emails(Path(self.stack.config.home), order_ids)
+        return charges_and_emails(self.stack.config, order_ids)
 
     def record(self, figures: dict) -> None:
         """Keep the figures of each fault scenario for the run's report."""
@@ -121,14 +143,22 @@ class Faults:
             report.write(json.dumps(figures) + "\n")
 
 
-def charges_and_emails(home: Path, order_ids: list[int]) -> dict[int, tuple[int, int]]:
+def charges_and_emails(config: StackConfig, order_ids: list[int]) -> dict[int, tuple[int, int]]:
     """Per order: charges in billing's ledger, emails in the mailer's mailbox,
-    read from the data of the stack in `home`."""
+    read from the stores of the stack `config` describes (SQLite or PostgreSQL)."""
 
-    def count(database: str, query: str) -> dict[str, int]:
-        with sqlite3.connect(f"file:{home / 'data' / database}?mode=ro", uri=True, timeout=10) as db:
-            return {str(key): number for key, number in db.execute(query)}
+    def count(store: Store, query: str) -> dict[str, int]:
+        try:
+            return {str(row["key"]): row["n"] for row in store.query(query)}
+        finally:
+            store.close()
 
-    charges = count("billing.db", "SELECT key, COUNT(*) FROM processed WHERE handler = 'billing.charge' GROUP BY key")
-    emails = count("mailbox.db", "SELECT orderId, COUNT(*) FROM mailbox GROUP BY orderId")
+    charges = count(
+        open_store(config.service_settings("billing")),
+        "SELECT key, COUNT(*) AS n FROM processed WHERE handler = 'billing.charge' GROUP BY key",
+    )
+    emails = count(
+        open_store(config.service_settings("notifications"), "mailbox"),
+        'SELECT "orderId" AS key, COUNT(*) AS n FROM mailbox GROUP BY "orderId"',
+    )
     return {order_id: (charges.get(str(order_id), 0), emails.get(str(order_id), 0)) for order_id in order_ids}

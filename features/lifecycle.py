@@ -33,10 +33,11 @@ class Place:
     home: Path
     kafka_port: int
     orders_port: int
+    postgres_port: int  # used when STORE=postgres
 
     @classmethod
     def number(cls, n: int, offset: int) -> "Place":
-        return cls(ROOT / ".run" / "lifecycle" / str(n), 22092 + offset + 2 * n, 23002 + offset + n)
+        return cls(ROOT / ".run" / "lifecycle" / str(n), 22092 + offset + 2 * n, 23002 + offset + n, 24432 + offset + n)
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {name: value for name, value in os.environ.items() if name not in MAKE_VARIABLES}
@@ -45,6 +46,7 @@ class Place:
             "KAFKA_PORT": str(self.kafka_port),
             "KAFKA_CONTROLLER_PORT": str(self.kafka_port + 1),
             "ORDERS_PORT": str(self.orders_port),
+            "POSTGRES_PORT": str(self.postgres_port),
             **extra,
         }
 

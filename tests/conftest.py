@@ -1,6 +1,7 @@
-"""Shared fixtures: a SQLite store, an in-process WSGI caller, a fake Kafka
-consumer the consumer loop can run against, and Kafka records built from
-sealed events. Nothing here touches a network or a broker."""
+"""Shared fixtures: a SQLite store, a throw-away PostgreSQL server with a fresh
+database per test, an in-process WSGI caller, a fake Kafka consumer the consumer
+loop can run against, and Kafka records built from sealed events. Nothing here
+touches a broker; PostgreSQL listens on 127.0.0.1 only."""
 
 # ruff: noqa: E402 -- the warning filter has to be in place before kafka-python is imported.
 import warnings
@@ -8,33 +9,65 @@ import warnings
 # kafka-python loads its protocol schemas with a deprecated importlib API when imported.
 warnings.filterwarnings("ignore", r"(read_text|open_text) is deprecated", DeprecationWarning)
 
+import functools
 import io
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from wsgiref.util import setup_testing_defaults
 
+import psycopg
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from psycopg import sql
 
+from devstack.postgres import Server
+from devstack.supervisor import die_with_parent
 from eventbus import ledger, outbox
-from eventbus.store import Store
+from eventbus.settings import Settings
+from eventbus.store import Store, open_store, sqlite
 
 TOPIC = "orders.events"
 
 
-# --- SQLite -------------------------------------------------------------------
+# --- the store, on each adapter ---------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_settings(request, tmp_path) -> Settings:
+    """A service's settings with its state in SQLite in tmp_path, or in a fresh PostgreSQL database."""
+    url = request.getfixturevalue("postgres_database") if request.param == "postgres" else None
+    return Settings(service="test", data_dir=tmp_path, database_url=url)
 
 
 @pytest.fixture
-def store(tmp_path) -> Store:
-    """A store on tmp_path holding the ledger and outbox tables."""
-    store = Store(tmp_path / "service.db")
-    ledger.create(store.db())
-    outbox.create(store.db())
+def store(store_settings) -> Store:
+    """A store on each adapter, holding the ledger and outbox tables."""
+    store = open_store(store_settings)
+    ledger.create(store)
+    outbox.create(store)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path) -> sqlite.SqliteStore:
+    """A SQLite store, for what only that adapter does (checkpoints)."""
+    store = sqlite.SqliteStore(tmp_path / "service.db")
+    outbox.create(store)
     return store
 
 
@@ -43,10 +76,83 @@ def outbox_rows(store):
     """What the outbox holds, headers decoded back to the bytes the relay sends."""
 
     def rows() -> list[dict]:
-        query = store.db().query("SELECT topic, key, value, headers FROM outbox ORDER BY id")
+        query = store.query("SELECT topic, key, value, headers FROM outbox ORDER BY id")
         return [row | {"headers": dict(outbox._headers(row["headers"]))} for row in query]
 
     return rows
+
+
+# --- PostgreSQL ---------------------------------------------------------------
+
+
+@contextmanager
+def _running_postgres(home: Path) -> Iterator[tuple[Server, subprocess.Popen]]:
+    """A server in `home` on a free port, not durable (no fsync), stopped fast
+    at the end; it dies with this process should pytest be killed."""
+    server = Server(home, free_port(), durable=False)
+    server.prepare()
+    with open(home / "server.log", "ab") as log:
+        process = subprocess.Popen(
+            server.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=functools.partial(die_with_parent, signal.SIGINT),
+        )
+    try:
+        server.wait_ready(threading.Event())
+        yield server, process
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+
+
+@contextmanager
+def _postgres_home() -> Iterator[Path]:
+    """A temporary folder the server may enter: as root it runs as `postgres`,
+    and pytest's own temporary folders are root's alone."""
+    home = Path(tempfile.mkdtemp(prefix="event-driven-postgres-"))
+    os.chmod(home, 0o755)
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Server]:
+    """One throw-away PostgreSQL for the whole session. Never skipped: with no
+    server on this machine (and none installable) every test using it errors."""
+    with _postgres_home() as home, _running_postgres(home) as (server, _):
+        yield server
+
+
+@pytest.fixture
+def postgres_home() -> Iterator[Path]:
+    """A folder for a server of the test's own (see `running_postgres`)."""
+    with _postgres_home() as home:
+        yield home
+
+
+@pytest.fixture
+def running_postgres():
+    """`with running_postgres(home) as (server, process):` a server of the test's own."""
+    return _running_postgres
+
+
+@pytest.fixture
+def postgres_database(postgres_server) -> Iterator[str]:
+    """The URL of a fresh, empty database of this test's own, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    postgres_server.create_databases((name,))
+    yield postgres_server.url(name)
+    with psycopg.connect(postgres_server.url(), autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # --- Kafka --------------------------------------------------------------------

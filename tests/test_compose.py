@@ -79,3 +79,40 @@ def test_the_dependency_layer_comes_before_the_service_argument_so_the_images_sh
 def test_images_run_as_a_non_root_user_with_python_replacing_the_shell():
     assert re.search(r"^USER (?!root)\w+", DOCKERFILE, re.MULTILINE)
     assert re.search(r'^CMD \["sh", "-c", "exec python -m \\"services\.\$SERVICE\\""\]$', DOCKERFILE, re.MULTILINE)
+
+
+SERVICES = ("orders", "billing", "notifications")
+POSTGRES = COMPOSE["services"]["postgres"]
+
+
+def test_postgres_runs_from_the_official_image_with_a_pinned_tag_a_volume_and_a_healthcheck():
+    assert re.fullmatch(r"postgres:\d+\.\d+", POSTGRES["image"])
+    assert POSTGRES["healthcheck"]["test"][:4] == ["CMD", "pg_isready", "-h", "127.0.0.1"]
+    assert "postgres-data:/var/lib/postgresql/data" in POSTGRES["volumes"]
+    assert "ports" not in POSTGRES  # only the compose network reaches it
+
+
+def test_each_service_has_its_own_database_created_once_by_the_init_script():
+    init = next(volume for volume in POSTGRES["volumes"] if "/docker-entrypoint-initdb.d/" in volume)
+    script = (ROOT / init.split(":")[0]).read_text()
+    for name in SERVICES:
+        url = COMPOSE["services"][name]["environment"]["DATABASE_URL"]
+        assert url == f"postgresql://postgres@postgres:5432/{name}"
+        assert f"CREATE DATABASE {name};" in script
+
+
+def test_services_wait_for_a_healthy_postgres_and_keep_no_state_in_volumes():
+    for name in SERVICES:
+        service = COMPOSE["services"][name]
+        assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}, name
+        assert "volumes" not in service, name
+    assert set(COMPOSE["volumes"]) == {"kafka-data", "postgres-data"}
+    assert not re.search(r"^VOLUME", DOCKERFILE, re.MULTILINE)
+
+
+@pytest.mark.parametrize("service", ["billing", "notifications"])
+def test_consumers_can_be_scaled(service):
+    """`--scale billing=2` needs no fixed name or host port, and no instance id two replicas would share."""
+    definition = COMPOSE["services"][service]
+    assert not {"container_name", "ports"} & set(definition)
+    assert "CONSUMER_INSTANCE_ID" not in definition["environment"]

@@ -118,7 +118,7 @@ def test_a_failing_handler_is_rolled_back_and_its_message_read_again(
     run(consumer, Handler(fail_on_order_2, once_per=lambda event: event.orderId))
 
     assert [json.loads(row["value"])["orderId"] for row in outbox_rows()] == [1]
-    assert ledger.count(store.db(), "test.fail_on_order_2") == 1
+    assert ledger.count(store, "test.fail_on_order_2") == 1
     assert consumer.seeks == [(0, 2)]
     assert consumer.commits == [(0, 2)]
 

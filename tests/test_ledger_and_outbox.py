@@ -1,5 +1,6 @@
-"""The processed-events ledger and the transactional outbox, on a real SQLite
-store: both commit or roll back with the work they belong to."""
+"""The processed-events ledger and the transactional outbox, on each store
+adapter: both commit or roll back with the work they belong to. Then what is
+particular to each adapter: SQLite's checkpoints, and who holds a claim."""
 
 import gc
 import sqlite3
@@ -11,9 +12,9 @@ from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka.errors import KafkaTimeoutError
 
 from eventbus import ledger, outbox
-from eventbus import store as store_module
+from eventbus.contracts import timestamp
 from eventbus.settings import Settings
-from eventbus.store import Store
+from eventbus.store import open_store, sqlite
 
 
 def first_time(store, handler="billing.charge", key="1") -> bool:
@@ -24,7 +25,7 @@ def first_time(store, handler="billing.charge", key="1") -> bool:
 def test_a_key_is_new_once_then_seen(store):
     assert first_time(store) is True
     assert first_time(store) is False
-    assert ledger.count(store.db(), "billing.charge") == 1
+    assert ledger.count(store, "billing.charge") == 1
 
 
 def test_keys_are_kept_apart_per_handler(store):
@@ -38,8 +39,8 @@ def test_a_rolled_back_transaction_leaves_neither_key_nor_message(store):
         ledger.first_time(tx, "billing.charge", "1", "event-id")
         outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"{}"))
         raise RuntimeError("handler failed")
-    assert ledger.count(store.db(), "billing.charge") == 0
-    assert outbox.pending(store.db()) == 0
+    assert ledger.count(store, "billing.charge") == 0
+    assert outbox.pending(store) == 0
     assert first_time(store) is True
 
 
@@ -47,7 +48,7 @@ def test_added_messages_are_pending(store):
     with store.transaction() as tx:
         for key in (b"1", b"2"):
             outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
-    assert outbox.pending(store.db()) == 2
+    assert outbox.pending(store) == 2
 
 
 class FakeFuture:
@@ -92,7 +93,7 @@ def test_headers_reach_kafka_byte_for_byte(store, tmp_path):
     assert producer.sent == [
         {"topic": "orders.events", "key": b"1", "value": b'{"orderId": 1}', "headers": list(headers.items())}
     ]
-    assert outbox.pending(store.db()) == 0
+    assert outbox.pending(store) == 0
 
 
 def test_a_message_kafka_did_not_acknowledge_stays_pending(store, tmp_path):
@@ -101,7 +102,7 @@ def test_a_message_kafka_did_not_acknowledge_stays_pending(store, tmp_path):
             outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
     with pytest.raises(KafkaTimeoutError, match="broker said no"):
         relay(store, tmp_path)._publish_batch(FakeProducer(failing=(b"2",)))
-    assert [row["key"] for row in store.db().query("SELECT key FROM outbox WHERE sent_at IS NULL")] == [b"2"]
+    assert [row["key"] for row in store.query("SELECT key FROM outbox WHERE sent_at IS NULL")] == [b"2"]
 
 
 def test_rows_sent_in_quick_rounds_go_out_once_and_are_marked_in_one_transaction(store, tmp_path):
@@ -116,10 +117,10 @@ def test_rows_sent_in_quick_rounds_go_out_once_and_are_marked_in_one_transaction
     quick._publish_batch(producer)
     add(b"3")
     quick._publish_batch(producer)
-    assert outbox.pending(store.db()) == 2  # acknowledged, marked together soon
+    assert outbox.pending(store) == 2  # acknowledged, marked together soon
     assert quick._publish_batch(producer, mark_now=True) == 0
     assert [message["key"] for message in producer.sent] == [b"1", b"2", b"3"]
-    assert outbox.pending(store.db()) == 0
+    assert outbox.pending(store) == 0
 
 
 def test_while_rows_keep_coming_relay_rounds_start_at_most_every_gather_interval(store, tmp_path, monkeypatch):
@@ -151,51 +152,51 @@ def test_sent_rows_older_than_the_retention_are_deleted_and_pending_ones_never(s
         for key, sent_at in ((b"old", "2020-01-01T00:00:00.000Z"), (b"new", None), (b"unsent", None)):
             outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
             tx.execute("UPDATE outbox SET sent_at = ? WHERE key = ?", [sent_at, key])
-        tx.execute("UPDATE outbox SET sent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE key = ?", [b"new"])
+        tx.execute("UPDATE outbox SET sent_at = ? WHERE key = ?", [timestamp(), b"new"])
         assert outbox.prune(tx, 3600) == 1
-    assert [row["key"] for row in store.db().query("SELECT key FROM outbox ORDER BY id")] == [b"new", b"unsent"]
+    assert [row["key"] for row in store.query("SELECT key FROM outbox ORDER BY id")] == [b"new", b"unsent"]
 
 
-def test_commits_never_checkpoint_and_a_background_thread_does_it(store):
-    assert store.db().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-    size = store.path.stat().st_size
-    with store.transaction() as tx:
+def test_commits_never_checkpoint_and_a_background_thread_does_it(sqlite_store):
+    assert sqlite_store.db().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    size = sqlite_store.path.stat().st_size
+    with sqlite_store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"x" * 20_000))
-    assert _within(5.0, lambda: store.path.stat().st_size > size)
+    assert _within(5.0, lambda: sqlite_store.path.stat().st_size > size)
 
 
-def test_a_wal_past_its_limit_is_emptied_even_while_writes_never_pause(store, monkeypatch):
-    monkeypatch.setattr(store_module, "WAL_LIMIT_BYTES", 64 * 1024)
-    wal = store.path.with_name(store.path.name + "-wal")
+def test_a_wal_past_its_limit_is_emptied_even_while_writes_never_pause(sqlite_store, monkeypatch):
+    monkeypatch.setattr(sqlite, "WAL_LIMIT_BYTES", 64 * 1024)
+    wal = sqlite_store.path.with_name(sqlite_store.path.name + "-wal")
     for n in range(100):
-        with store.transaction() as tx:
+        with sqlite_store.transaction() as tx:
             outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=str(n).encode(), value=b"x" * 2_000))
     assert wal.stat().st_size > 64 * 1024
-    store.checkpoint()
+    sqlite_store.checkpoint()
     assert wal.stat().st_size == 0
-    assert outbox.pending(store.db()) == 100
+    assert outbox.pending(sqlite_store) == 100
 
 
-def test_a_reader_that_stays_holds_writers_back_only_briefly(store, monkeypatch):
-    monkeypatch.setattr(store_module, "WAL_LIMIT_BYTES", 0)
-    with store.transaction() as tx:
+def test_a_reader_that_stays_holds_writers_back_only_briefly(sqlite_store, monkeypatch):
+    monkeypatch.setattr(sqlite, "WAL_LIMIT_BYTES", 0)
+    with sqlite_store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"x"))
-    reader = sqlite3.connect(store.path)
+    reader = sqlite3.connect(sqlite_store.path)
     reader.execute("BEGIN")
     reader.execute("SELECT COUNT(*) FROM outbox").fetchone()
-    with store.transaction() as tx:
+    with sqlite_store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"2", value=b"x"))
     started = time.monotonic()
-    store.checkpoint()
+    sqlite_store.checkpoint()
     assert time.monotonic() - started < 2.0  # not the 10 s busy timeout writers use
-    with store.transaction() as tx:
+    with sqlite_store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"3", value=b"x"))
     reader.close()
 
 
 def test_the_checkpoint_thread_ends_with_its_store(tmp_path):
     before = set(threading.enumerate())
-    store = Store(tmp_path / "gone.db")
+    store = sqlite.SqliteStore(tmp_path / "gone.db")
     [thread] = [thread for thread in set(threading.enumerate()) - before if thread.name == "sqlite-checkpoint"]
     del store
     gc.collect()
@@ -212,16 +213,27 @@ def _within(seconds: float, condition) -> bool:
     return True
 
 
-def test_a_relay_that_lost_the_lease_still_marks_what_it_sent(store, tmp_path):
+def test_a_relay_that_lost_its_claim_still_marks_what_it_sent(store, tmp_path):
     with store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"{}"))
     first = relay(store, tmp_path)
-    assert first._hold_lease()
+    assert first._holds_claim()
     first._marked_at = time.monotonic()  # not due yet: the row stays unmarked
     first._publish_batch(FakeProducer())
-    assert outbox.pending(store.db()) == 1
-    first._lease_until = 0.0  # as if it stalled past its lease and another took over
-    with store.transaction() as tx:
-        tx.execute("UPDATE outbox_lease SET holder = ?, until = ?", ["another-host:1", time.time() + 60])
-    assert not first._hold_lease()
-    assert outbox.pending(store.db()) == 0
+    assert outbox.pending(store) == 1
+    first._claim.held = lambda: False  # as if it stalled and another relay took over
+    assert not first._holds_claim()
+    assert outbox.pending(store) == 0
+
+
+def test_one_process_at_a_time_holds_a_claim_until_it_lets_go(store_settings):
+    stores = [open_store(store_settings), open_store(store_settings)]
+    first, second = (store.claim("relay") for store in stores)
+    assert first.held() and first.held()
+    assert not second.held()
+    first.release()
+    assert second.held()
+    assert not first.held()
+    second.release()
+    for store in stores:
+        store.close()

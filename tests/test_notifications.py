@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from eventbus.consumer import Rejected
-from eventbus.store import Store
+from eventbus.store import Store, open_store
 from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
@@ -16,8 +16,11 @@ EMAIL = EmailSent(orderId=1, to="user1@test.com", ts=TS)
 
 
 @pytest.fixture
-def mailbox(tmp_path) -> Store:
-    return Store(tmp_path / "mailbox.db")
+def mailbox(store_settings) -> Store:
+    """The mailer's store: its own SQLite file, or the service's PostgreSQL database."""
+    store = open_store(store_settings, "mailbox")
+    yield store
+    store.close()
 
 
 @pytest.fixture
@@ -27,7 +30,7 @@ def mailer(mailbox) -> LogMailer:
 
 @pytest.fixture
 def service_handlers(store, mailer):
-    create_tables(store.db())
+    create_tables(store)
     return handlers(mailer, "test.com", clock=lambda: TS)
 
 
@@ -40,7 +43,7 @@ def test_each_order_is_emailed_once(mailer, mailbox, caplog):
         mailer.send(EMAIL)
         mailer.send(EmailSent(orderId=1, to="user1@test.com", ts="2026-11-27T10:05:00.000Z"))
     assert caplog.messages == [f"Sending email {{'orderId': 1, 'to': 'user1@test.com', 'ts': '{TS}'}}"]
-    assert list(mailbox.db()["mailbox"].rows) == [{"orderId": 1, "to": "user1@test.com", "ts": TS}]
+    assert mailbox.query("SELECT * FROM mailbox") == [{"orderId": 1, "to": "user1@test.com", "ts": TS}]
 
 
 def test_an_unavailable_mailer_fails_with_a_transient_error_and_sends_nothing(mailbox, caplog):
@@ -48,7 +51,7 @@ def test_an_unavailable_mailer_fails_with_a_transient_error_and_sends_nothing(ma
     with pytest.raises(MailerUnavailable), caplog.at_level(logging.INFO, logger="notifications"):
         mailer.send(EMAIL)
     assert caplog.messages == []
-    assert mailbox.db()["mailbox"].count == 0
+    assert mailbox.query("SELECT * FROM mailbox") == []
 
 
 def test_a_payment_for_an_order_never_seen_is_rejected(store, service_handlers):

@@ -4,12 +4,14 @@ with fake dependencies, and placing and tracking orders in a real store."""
 import itertools
 import json
 import threading
+from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
 
 from eventbus import outbox, service, tracing
 from eventbus.settings import Settings
+from eventbus.store import StoreUnavailable
 from generated.create_order_request import CreateOrderRequest
 from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
@@ -232,6 +234,18 @@ def test_health_answers_200(call, app):
     assert call(app, "GET", "/health").status == 200
 
 
+def test_while_the_database_cannot_be_reached_health_and_orders_answer_503_naming_it(call):
+    def unreachable(*args):
+        raise StoreUnavailable("no answer from the database within 1 s")
+
+    app = make_app(place=unreachable, find=unreachable, max_body_bytes=200, pending=unreachable)
+    health = call(app, "GET", "/health")
+    assert (health.status, health.json["status"], health.json["missing"]) == (503, "unavailable", ["database"])
+    posted = call(app, "POST", "/orders", json.dumps(BODY).encode())
+    assert posted.status == 503 and "nothing was stored" in posted.json["error"]
+    assert call(app, "GET", "/orders/1").status == 503
+
+
 def test_health_reports_events_waiting_for_kafka(call):
     app = make_app(place=None, find=dict().get, max_body_bytes=200, pending=lambda: 3)
     assert call(app, "GET", "/health").json == {"status": "ok", "outboxPending": 3}
@@ -251,14 +265,19 @@ def test_a_failure_inside_answers_500_json_without_a_stack_trace(call):
 
 
 @pytest.fixture
-def orders_service(tmp_path, monkeypatch):
-    """The orders Service on tmp_path; it connects to nothing until run()."""
+def orders_settings(store_settings, monkeypatch) -> Settings:
     monkeypatch.setattr(service, "configure_logging", lambda level: None)
-    return service.Service(Settings(service="orders", data_dir=tmp_path), orders.HANDLERS, orders.create_tables)
+    return replace(store_settings, service="orders")
+
+
+@pytest.fixture
+def orders_service(orders_settings):
+    """The orders Service on each store; it connects to no broker until run()."""
+    return service.Service(orders_settings, orders.HANDLERS, orders.create_tables)
 
 
 def queued(orders_service) -> list[dict]:
-    rows = orders_service.store.db().query("SELECT value, headers FROM outbox ORDER BY id")
+    rows = orders_service.store.query("SELECT value, headers FROM outbox ORDER BY id")
     return [{"payload": json.loads(row["value"]), "ce_id": json.loads(row["headers"])["ce_id"]} for row in rows]
 
 
@@ -294,21 +313,60 @@ def test_when_every_id_is_taken_new_orders_are_refused_and_replays_still_work(or
     assert [each["payload"]["orderId"] for each in queued(orders_service)] == [1, 2, 3, 2]
 
 
-def test_concurrent_orders_in_two_processes_sharing_the_store_get_distinct_ids(orders_service, tmp_path):
-    """Two Services on one file stand for two orders processes: SQLite's write lock orders them."""
-    other = service.Service(Settings(service="orders", data_dir=tmp_path), orders.HANDLERS, orders.create_tables)
+def test_concurrent_orders_in_two_processes_sharing_the_store_get_distinct_ids(orders_service, orders_settings):
+    """Two Services on one store stand for two orders processes (on two hosts, with PostgreSQL)."""
+    other = service.Service(orders_settings, orders.HANDLERS, orders.create_tables)
     ids: list[int] = []
 
     def place_some(each_service):
         for _ in range(10):
             ids.append(place(each_service).order.orderId)
 
-    threads = [threading.Thread(target=place_some, args=(s,)) for s in (orders_service, other) * 3]
+    in_parallel([lambda s=s: place_some(s) for s in (orders_service, other) * 3])
+    assert sorted(ids) == list(range(1, 61))
+
+
+def test_automatic_and_client_chosen_ids_in_two_processes_never_collide(orders_service, orders_settings):
+    other = service.Service(orders_settings, orders.HANDLERS, orders.create_tables)
+    outcomes: list[tuple[str, int]] = []
+
+    def automatic(each_service):
+        for _ in range(10):
+            decision = place(each_service)
+            outcomes.append((decision.outcome, decision.order.orderId))
+
+    def chosen(each_service):
+        for order_id in range(1, 21):
+            decision = place(each_service, orderId=order_id)
+            outcomes.append((decision.outcome, decision.order.orderId))
+
+    in_parallel([lambda: automatic(orders_service), lambda: automatic(other), lambda: chosen(other)])
+    created = sorted(order_id for outcome, order_id in outcomes if outcome == "created")
+    assert created == sorted(set(created))  # one order per id
+    assert {outcome for outcome, _ in outcomes} <= {"created", "replayed", "conflict"}
+    assert len(queued(orders_service)) == sum(outcome != "conflict" for outcome, _ in outcomes)
+
+
+@pytest.mark.parametrize("second_qty", [1, 2], ids=["same fields", "other fields"])
+def test_one_order_id_posted_to_two_processes_at_once_is_created_once(orders_service, orders_settings, second_qty):
+    other = service.Service(orders_settings, orders.HANDLERS, orders.create_tables)
+    for order_id in range(1, 11):
+        outcomes: list[str] = []
+
+        def post(to_service, qty, order_id=order_id, outcomes=outcomes):
+            outcomes.append(place(to_service, orderId=order_id, qty=qty).outcome)
+
+        in_parallel([lambda: post(orders_service, 1), lambda: post(other, second_qty)])
+        assert sorted(outcomes) in (["created", "replayed"], ["conflict", "created"])
+    assert len({each["payload"]["orderId"] for each in queued(orders_service)}) == 10
+
+
+def in_parallel(work: list) -> None:
+    threads = [threading.Thread(target=each) for each in work]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(ids) == list(range(1, 61))
 
 
 def test_a_replayed_order_queues_the_same_order_created_again(orders_service):
@@ -357,7 +415,7 @@ def test_an_order_id_too_large_to_store_is_not_found(call, orders_service):
 
 def test_placing_an_order_queues_it_for_the_relay(orders_service):
     place(orders_service)
-    assert outbox.pending(orders_service.store.db()) == 1
+    assert outbox.pending(orders_service.store) == 1
 
 
 # --- the order page and the latest orders ----------------------------------------
@@ -455,8 +513,8 @@ def test_an_order_is_on_the_topic_once_kafka_acknowledged_its_first_order_create
     place(orders_service, orderId=12)
     place(orders_service, orderId=1)
     assert [row["onTopic"] for row in orders.latest_orders(orders_service, 2)] == [None, None]
-    db = orders_service.store.db()
-    db.execute("UPDATE outbox SET sent_at = ? WHERE key = CAST('12' AS BLOB)", [LATER])
+    with orders_service.store.transaction() as tx:
+        tx.execute("UPDATE outbox SET sent_at = ? WHERE key = ?", [LATER, b"12"])
     place(orders_service, orderId=12)  # replayed: a second OrderCreated, not sent yet
     by_id = {row["orderId"]: row["onTopic"] for row in orders.latest_orders(orders_service, 2)}
     assert by_id == {12: LATER, 1: None}

@@ -31,6 +31,17 @@ BAD = [
     (orders, "EVENTS_TOPIC", "orders events", "EVENTS_TOPIC must be a Kafka topic name"),
     (orders, "DEAD_LETTER_TOPIC", "dlq/1", "DEAD_LETTER_TOPIC must be a Kafka topic name"),
     (orders, "DATA_DIR", "/dev/null/data", "DATA_DIR must be a folder this user can write in, got '/dev/null/data'"),
+    (billing, "DATABASE_URL", "mysql://db/billing", "DATABASE_URL must be a PostgreSQL URL such as postgresql://"),
+    (billing, "DATABASE_URL", "postgresql://db:port/billing", "DATABASE_URL must be a PostgreSQL URL"),
+    (billing, "DATABASE_URL", "postgresql://db:5432", "DATABASE_URL must be a PostgreSQL URL"),
+    (
+        billing,
+        "DATABASE_URL",
+        "postgresql://me:secret@db:99999/billing",
+        "DATABASE_URL must be a PostgreSQL URL such as postgresql://user:password@host:5432/database,"
+        " got 'postgresql://me:***@db:99999/billing'",
+    ),
+    (billing, "DATABASE_URL", "postgresql://me:secret@db.example:6432/billing", None),
     (orders, "LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'"),
     (orders, "CONSUMER_INSTANCE_ID", "billing 1", "CONSUMER_INSTANCE_ID must be letters, digits"),
     (orders, "HTTP_HOST", "not a host", "HTTP_HOST must be a host name or IP address"),
@@ -45,6 +56,8 @@ BAD = [
     (StackConfig.from_env, "KAFKA_CONTROLLER_PORT", "9092", "KAFKA_CONTROLLER_PORT must be a port of its own"),
     (StackConfig.from_env, "ORDERS_PORT", "9092", "ORDERS_PORT must be a port other than KAFKA_PORT's"),
     (StackConfig.from_env, "ORDERS_PORT", "", None),  # empty means the default
+    (StackConfig.from_env, "STORE", "mysql", "STORE must be sqlite or postgres, got 'mysql'"),
+    (StackConfig.from_env, "POSTGRES_PORT", "0", "POSTGRES_PORT must be a TCP port number from 1 to 65535"),
 ]
 
 

@@ -8,6 +8,8 @@ import sys
 import psutil
 from behave import given, then, when
 
+from devstack.stack import StackConfig
+from eventbus.settings import Env
 from features.driver import Driver, wait_until
 from features.faults import charges_and_emails
 from features.lifecycle import Terminal, alive, post_order, wait_until_gone
@@ -169,13 +171,13 @@ def step_stopped_within(context, seconds):
 
 @then("every order is charged once and emailed once")
 def step_once_each(context):
-    home = context.place.home
+    config = StackConfig.from_env(Env(context.place.env()))
     wait_until(
         lambda: all(
-            counts != (0, 0) and 0 not in counts for counts in charges_and_emails(home, context.orders).values()
+            counts != (0, 0) and 0 not in counts for counts in charges_and_emails(config, context.orders).values()
         ),
         "every order is charged and emailed",
         120,
     )
-    wrong = {order: counts for order, counts in charges_and_emails(home, context.orders).items() if counts != (1, 1)}
+    wrong = {order: counts for order, counts in charges_and_emails(config, context.orders).items() if counts != (1, 1)}
     assert not wrong, f"(charges, emails) per order that is not (1, 1): {wrong}"

@@ -5,13 +5,11 @@ import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from sqlite_utils import Database
-
 from eventbus.consumer import Handler, Rejected, TransientError
 from eventbus.contracts import timestamp
 from eventbus.service import Service
 from eventbus.settings import HOST, Env, Settings, checked
-from eventbus.store import Store
+from eventbus.store import Store, Transaction, open_store
 from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
@@ -38,35 +36,35 @@ class LogMailer:
         self._store = store
         self._failure_rate = failure_rate
         self._chance = chance
-        store.db()["mailbox"].create({"orderId": int, "to": str, "ts": str}, pk="orderId", if_not_exists=True)
+        store.create_table("mailbox", {"orderId": int, "to": str, "ts": str}, pk="orderId")
 
     def send(self, email: EmailSent) -> None:
         if self._chance() < self._failure_rate:
             raise MailerUnavailable("simulated mailer failure")
         with self._store.transaction() as tx:
             new = tx.execute(
-                "INSERT OR IGNORE INTO mailbox (orderId, [to], ts) VALUES (?, ?, ?)",
+                'INSERT INTO mailbox ("orderId", "to", ts) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
                 (email.orderId, email.to, email.ts),
             ).rowcount
         if new:
             log.info("Sending email %s", asdict(email))
 
 
-def create_tables(db: Database) -> None:
-    db["recipients"].create({"orderId": int, "userId": int}, pk="orderId", if_not_exists=True)
+def create_tables(store: Store) -> None:
+    store.create_table("recipients", {"orderId": int, "userId": int}, pk="orderId")
 
 
 def handlers(mailer: LogMailer, domain: str, clock: Callable[[], str] = timestamp) -> dict[type, Handler]:
-    def remember_customer(order: OrderCreated, tx: Database) -> list:
-        tx.execute(  # plain SQL: sqlite-utils' upsert reads the table's schema on every call
-            "INSERT INTO recipients (orderId, userId) VALUES (?, ?)"
-            " ON CONFLICT (orderId) DO UPDATE SET userId = excluded.userId",
+    def remember_customer(order: OrderCreated, tx: Transaction) -> list:
+        tx.execute(
+            'INSERT INTO recipients ("orderId", "userId") VALUES (?, ?)'
+            ' ON CONFLICT ("orderId") DO UPDATE SET "userId" = excluded."userId"',
             [order.orderId, order.userId],
         )
         return []
 
-    def send_email(payment: PaymentCaptured, tx: Database) -> list[EmailSent]:
-        row = tx.execute("SELECT userId FROM recipients WHERE orderId = ?", [payment.orderId]).fetchone()
+    def send_email(payment: PaymentCaptured, tx: Transaction) -> list[EmailSent]:
+        row = tx.execute('SELECT "userId" FROM recipients WHERE "orderId" = ?', [payment.orderId]).fetchone()
         if row is None:
             raise Rejected(f"no OrderCreated seen for orderId {payment.orderId}")
         email = EmailSent(orderId=payment.orderId, to=address_for(row[0], domain), ts=clock())
@@ -98,5 +96,5 @@ def read_settings(env: Env) -> tuple[Settings, MailSettings]:
 
 def main() -> None:
     settings, mail = checked(read_settings)
-    mailer = LogMailer(Store(settings.database("mailbox")), mail.failure_rate)
+    mailer = LogMailer(open_store(settings, "mailbox"), mail.failure_rate)
     Service(settings, handlers(mailer, mail.domain), create_tables).run()

@@ -10,11 +10,13 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
+from functools import wraps
 from pathlib import Path
 
 import bottle
 
 from eventbus import contracts, tracing
+from eventbus.store import StoreUnavailable
 
 log = logging.getLogger("orders")
 STATUS_CODE = {"created": 201, "replayed": 200}
@@ -35,6 +37,7 @@ def make_app(
     app = bottle.Bottle(catchall=True)
 
     @app.post("/orders")
+    @_needs_database
     def post_order():
         with tracing.continuing(bottle.request.get_header("traceparent")):
             request = _read_order_request(max_body_bytes)
@@ -48,6 +51,7 @@ def make_app(
         return vars(decision.order)
 
     @app.get("/orders/<order_id:int>")
+    @_needs_database
     def get_order(order_id: int):
         row = find(order_id) if 0 < order_id <= MAX_ORDER_ID else None
         if row is None:
@@ -55,6 +59,7 @@ def make_app(
         return _with_status(row)
 
     @app.get("/orders")
+    @_needs_database
     def list_orders():
         """The latest orders, newest first, for the order page."""
         limit = bottle.request.query.get("limit", "10")
@@ -72,8 +77,12 @@ def make_app(
 
     @app.get("/health")
     def health():
-        """Up, and how many accepted events still wait for Kafka (they go out once it answers)."""
-        return {"status": "ok", "outboxPending": pending()}
+        """Up, and how many accepted events still wait for Kafka (they go out once it answers);
+        503 naming the database while it cannot be reached."""
+        try:
+            return {"status": "ok", "outboxPending": pending()}
+        except StoreUnavailable as error:
+            return _error(503, str(error), status="unavailable", missing=["database"])
 
     @app.error(404)
     @app.error(405)
@@ -86,6 +95,20 @@ def make_app(
         return json.dumps({"error": message})
 
     return app
+
+
+def _needs_database(route: Callable) -> Callable:
+    """503 while the database cannot be reached: orders cannot promise to keep
+    an order it cannot store, and nothing was stored (the client may retry)."""
+
+    @wraps(route)
+    def answer(*args, **kwargs):
+        try:
+            return route(*args, **kwargs)
+        except StoreUnavailable as error:
+            return _error(503, f"{error}; nothing was stored, try again", missing=["database"])
+
+    return answer
 
 
 def _read_order_request(max_body_bytes: int):
@@ -134,6 +157,6 @@ def _milliseconds(start: str, end: str) -> int:
     return max(0, round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000))
 
 
-def _error(status: int, message: str, **details) -> bottle.HTTPResponse:
+def _error(code: int, message: str, **details) -> bottle.HTTPResponse:
     body = json.dumps({"error": message, **details})
-    return bottle.HTTPResponse(body, status=status, headers={"Content-Type": "application/json"})
+    return bottle.HTTPResponse(body, status=code, headers={"Content-Type": "application/json"})

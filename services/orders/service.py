@@ -1,18 +1,22 @@
 """orders: accepts orders over HTTP, emits OrderCreated, and follows each order
 along the chain (created, paid, emailed) from the events on the topic."""
 
+import json
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as NoAnswer
 from dataclasses import asdict, dataclass
 
 import waitress
-from sqlite_utils import Database
 
 from eventbus import contracts, outbox, tracing
 from eventbus.consumer import Handler
 from eventbus.contracts import timestamp
 from eventbus.service import Service
 from eventbus.settings import HOST, IPV6, Env, Settings, checked
+from eventbus.store import Store, StoreUnavailable, Transaction
 from generated.create_order_request import CreateOrderRequest
 from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
@@ -22,6 +26,7 @@ from services.orders.api import make_app
 log = logging.getLogger("orders")
 # An automatic id must be one the API takes back, to replay the order.
 MAX_ORDER_ID: int = contracts.schema("CreateOrderRequest")["properties"]["orderId"]["maximum"]
+ANSWER_WITHIN_S = 1.0  # an HTTP request waits this long for the database, then gets 503
 
 
 @dataclass(frozen=True)
@@ -58,41 +63,38 @@ def decide(request: CreateOrderRequest, existing: OrderCreated | None, order_id:
     return Decision("replayed", existing) if same else Decision("conflict", existing)
 
 
-def create_tables(db: Database) -> None:
-    db["orders"].create(
-        {"orderId": int, "userId": int, "itemId": int, "qty": int, "ts": str}, pk="orderId", if_not_exists=True
+def create_tables(store: Store) -> None:
+    """`payload` keeps the whole OrderCreated, with any field the contract
+    gained since the columns were chosen; the columns are what queries use."""
+    store.create_table(
+        "orders", {"orderId": int, "userId": int, "itemId": int, "qty": int, "ts": str, "payload": str}, pk="orderId"
     )
-    db["chain"].create(
-        {
-            "orderId": int,
-            "created": str,
-            "paid": str,
-            "amount": int,
-            "emailed": str,
-            "to": str,
-            "trace": str,
-        },
+    store.create_table(
+        "chain",
+        {"orderId": int, "created": str, "paid": str, "amount": int, "emailed": str, "to": str, "trace": str},
         pk="orderId",
-        transform=True,  # adds the columns a data folder from an older version lacks
     )
-    db["sequence"].create({"name": str, "last": int}, pk="name", if_not_exists=True)
+    store.create_table("sequence", {"name": str, "last": int}, pk="name")
 
 
-def place_order(service: Service, request: CreateOrderRequest, max_order_id: int = MAX_ORDER_ID) -> Decision:
-    """Store the order and queue its OrderCreated in one transaction. The
-    transaction holds SQLite's write lock from its start, so concurrent requests
-    (and processes sharing the file) number their orders one after the other."""
+def place_order(
+    service: Service, request: CreateOrderRequest, max_order_id: int = MAX_ORDER_ID, deadline: float | None = None
+) -> Decision:
+    """Store the order and queue its OrderCreated in one transaction.
+
+    Orders processes may share the store (one SQLite file on a host, or one
+    PostgreSQL database across hosts). Automatic ids come from the `sequence`
+    row, which the first statement locks until commit, so numbering is one
+    after the other. An insert that meets the same id, taken meanwhile by a
+    client's order or by a concurrent POST of the same id, inserts nothing:
+    the id is then read back and the order replayed, refused, or renumbered.
+    Past `deadline` (time.monotonic()) the client was told 503: roll back."""
     with service.store.transaction() as tx:
-        existing = None
-        if request.orderId is not None:
-            row = next(tx.query("SELECT * FROM orders WHERE orderId = ?", [request.orderId]), None)
-            existing = OrderCreated(**row) if row else None
-        order_id = request.orderId or _take_next_order_id(tx, max_order_id)
-        decision = decide(request, existing, order_id, timestamp())
-        if decision.outcome == "created":
-            tx["orders"].insert(vars(decision.order), alter=True)  # a field the contract gained gets a column
+        decision = _decide_and_insert(tx, request, max_order_id)
         if decision.outcome in ("created", "replayed"):
             service.publish(tx, decision.order)
+        if deadline is not None and time.monotonic() > deadline:
+            raise StoreUnavailable("the database answered too late; the order was not stored")
     service.relay.wake()
     if decision.outcome in ("created", "replayed"):
         log.info("Order %s %s", decision.outcome, asdict(decision.order))
@@ -101,39 +103,73 @@ def place_order(service: Service, request: CreateOrderRequest, max_order_id: int
     return decision
 
 
-def _take_next_order_id(tx: Database, maximum: int) -> int | None:
-    row = next(tx.query("SELECT last FROM sequence WHERE name = 'orderId'"), None)
-    last = row["last"] if row else 0
-    above = tx.execute("SELECT orderId FROM orders WHERE orderId > ? ORDER BY orderId", [last])
+def _decide_and_insert(tx: Transaction, request: CreateOrderRequest, max_order_id: int) -> Decision:
+    while True:
+        order_id = request.orderId or _take_next_order_id(tx, max_order_id)
+        existing = _stored_order(tx, request.orderId) if request.orderId is not None else None
+        decision = decide(request, existing, order_id, timestamp())
+        if decision.outcome != "created" or _insert_order(tx, decision.order):
+            return decision
+
+
+def _insert_order(tx: Transaction, order: OrderCreated) -> bool:
+    """False when the id was taken meanwhile (nothing inserted)."""
+    return (
+        tx.execute(
+            'INSERT INTO orders ("orderId", "userId", "itemId", qty, ts, payload) VALUES (?, ?, ?, ?, ?, ?)'
+            ' ON CONFLICT ("orderId") DO NOTHING',
+            [order.orderId, order.userId, order.itemId, order.qty, order.ts, json.dumps(contracts.to_payload(order))],
+        ).rowcount
+        == 1
+    )
+
+
+def _stored_order(tx: Transaction, order_id: int) -> OrderCreated | None:
+    row = tx.execute('SELECT payload FROM orders WHERE "orderId" = ?', [order_id]).fetchone()
+    return OrderCreated(**json.loads(row[0])) if row else None
+
+
+def _take_next_order_id(tx: Transaction, maximum: int) -> int | None:
+    (last,) = tx.execute(
+        "INSERT INTO sequence (name, last) VALUES ('orderId', 0)"
+        " ON CONFLICT (name) DO UPDATE SET last = sequence.last RETURNING last"
+    ).fetchone()
+    above = tx.execute('SELECT "orderId" FROM orders WHERE "orderId" > ? ORDER BY "orderId"', [last]).fetchall()
     order_id = next_order_id(last, (taken for (taken,) in above), maximum)
-    above.close()
     if order_id is not None:
-        tx.execute("INSERT OR REPLACE INTO sequence (name, last) VALUES ('orderId', ?)", [order_id])
+        tx.execute("UPDATE sequence SET last = ? WHERE name = 'orderId'", [order_id])
     return order_id
 
 
 ORDER_WITH_CHAIN = (
-    "SELECT o.*, c.created, c.paid, c.amount, c.emailed, c.[to], c.trace"
-    " FROM orders o LEFT JOIN chain c USING (orderId)"
+    'SELECT o."orderId", o."userId", o."itemId", o.qty, o.ts, c.created, c.paid, c.amount, c.emailed, c."to", c.trace'
+    ' FROM orders o LEFT JOIN chain c ON c."orderId" = o."orderId"'
 )
 
 
 def find_order(service: Service, order_id: int) -> dict | None:
     """The order and how far along the chain it is."""
-    return next(service.store.db().query(f"{ORDER_WITH_CHAIN} WHERE o.orderId = ?", [order_id]), None)
+    return next(iter(service.store.query(f'{ORDER_WITH_CHAIN} WHERE o."orderId" = ?', [order_id])), None)
 
 
 def latest_orders(service: Service, limit: int) -> list[dict]:
     """The orders placed last, newest first, each with its chain and `onTopic`:
     when Kafka acknowledged its first OrderCreated, which the outbox keeps."""
-    on_topic = "SELECT MIN(sent_at) FROM outbox WHERE topic = ? AND key = CAST(CAST(latest.orderId AS TEXT) AS BLOB)"
-    return list(
-        service.store.db().query(
-            f"SELECT *, ({on_topic}) AS onTopic FROM ({ORDER_WITH_CHAIN} ORDER BY o.ts DESC, o.orderId DESC LIMIT ?)"
-            " AS latest",
-            [service.settings.topic, limit],
-        )
+    latest = service.store.query(f'{ORDER_WITH_CHAIN} ORDER BY o.ts DESC, o."orderId" DESC LIMIT ?', [limit])
+    keys = [str(row["orderId"]).encode() for row in latest]
+    on_topic = (
+        {
+            bytes(row["key"]): row["at"]
+            for row in service.store.query(
+                f"SELECT key, MIN(sent_at) AS at FROM outbox WHERE topic = ? AND key IN ({','.join('?' * len(keys))})"
+                " GROUP BY key",
+                [service.settings.topic, *keys],
+            )
+        }
+        if keys
+        else {}
     )
+    return [row | {"onTopic": on_topic.get(key)} for row, key in zip(latest, keys, strict=True)]
 
 
 def chain_step(event: OrderCreated | PaymentCaptured | EmailSent) -> dict:
@@ -145,12 +181,12 @@ def chain_step(event: OrderCreated | PaymentCaptured | EmailSent) -> dict:
     return {"emailed": event.ts, "to": event.to}
 
 
-def track(event: OrderCreated | PaymentCaptured | EmailSent, tx: Database) -> list:
+def track(event: OrderCreated | PaymentCaptured | EmailSent, tx: Transaction) -> list:
     """Record the step of the chain that `event` shows, and the order's trace; the first one seen wins."""
     step = chain_step(event) | {"trace": tracing.current_trace_id()}
-    tx.execute("INSERT OR IGNORE INTO chain (orderId) VALUES (?)", [event.orderId])
-    columns = ", ".join(f"[{name}] = COALESCE([{name}], ?)" for name in step)
-    tx.execute(f"UPDATE chain SET {columns} WHERE orderId = ?", [*step.values(), event.orderId])
+    tx.execute('INSERT INTO chain ("orderId") VALUES (?) ON CONFLICT DO NOTHING', [event.orderId])
+    columns = ", ".join(f'"{name}" = COALESCE("{name}", ?)' for name in step)
+    tx.execute(f'UPDATE chain SET {columns} WHERE "orderId" = ?', [*step.values(), event.orderId])
     return []
 
 
@@ -173,14 +209,31 @@ def read_settings(env: Env) -> tuple[Settings, HttpSettings]:
     return Settings.from_env("orders", env), http
 
 
+def answering_within(seconds: float, workers: int) -> Callable:
+    """Runs a request's database work in a pool of threads and gives up waiting
+    after `seconds`: a database that is down fails fast, but a frozen one (or one
+    behind a silent network) would hold the request as long as it stays frozen."""
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="database")
+
+    def call(work: Callable[[float], object]):
+        """`work` gets its deadline, in time.monotonic() seconds."""
+        try:
+            return pool.submit(work, time.monotonic() + seconds).result(timeout=seconds)
+        except NoAnswer:
+            raise StoreUnavailable(f"no answer from the database within {seconds:g} s") from None
+
+    return call
+
+
 def main() -> None:
     settings, http = checked(read_settings)
     service = Service(settings, HANDLERS, create_tables, relaxed=True)  # following the chain is for the page
+    within = answering_within(ANSWER_WITHIN_S, workers=8)
     app = make_app(
-        place=lambda request: place_order(service, request),
-        find=lambda order_id: find_order(service, order_id),
-        latest=lambda limit: latest_orders(service, limit),
-        pending=lambda: outbox.pending(service.store.db()),
+        place=lambda request: within(lambda deadline: place_order(service, request, deadline=deadline)),
+        find=lambda order_id: within(lambda deadline: find_order(service, order_id)),
+        latest=lambda limit: within(lambda deadline: latest_orders(service, limit)),
+        pending=lambda: within(lambda deadline: outbox.pending(service.store)),
         max_body_bytes=http.max_body_bytes,
     )
     server = waitress.create_server(app, host=http.host, port=http.port, threads=4, ident="orders")

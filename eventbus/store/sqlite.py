@@ -1,5 +1,6 @@
-"""SQLite through sqlite-utils: one file per service, one connection per thread,
-WAL so readers never block the writer, and explicit write transactions.
+"""The SQLite adapter, through sqlite-utils: one file per service on this
+host, one connection per thread, WAL so readers never block the writer, and
+explicit write transactions.
 
 Checkpoints (copying the WAL back into the database file, with an fsync) run
 in a thread of their own once a second, not inside whichever commit happens to
@@ -7,24 +8,53 @@ cross SQLite's 1,000-page threshold: that commit was an HTTP request's or a
 consumer batch's, and the checkpoint landed on its latency."""
 
 import logging
+import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlite_utils import Database
+
+from eventbus.store.port import Row, column_sql
 
 BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_EVERY_S = 1.0
 WAL_LIMIT_BYTES = 4 * 1024 * 1024  # the WAL file is cut back to this after a checkpoint, emptied past it
 EMPTYING_WAIT_MS = 200  # how long writers are held back for readers to let the WAL be emptied
+LEASE_SECONDS = 5.0
+TYPES = {int: "INTEGER", str: "TEXT", bytes: "BLOB", float: "REAL", "id": "INTEGER PRIMARY KEY"}
 log = logging.getLogger(__name__)
 
 
-class Store:
+class SqliteTransaction:
+    """The port's transaction over this thread's connection."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def execute(self, sql: str, params: tuple | list = ()) -> sqlite3.Cursor:
+        return self.db.execute(sql, params)
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[Row]:
+        return list(self.db.query(sql, params))
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.db.atomic():
+            yield
+
+    def notify(self, channel: str) -> None:
+        """Nothing to do: the processes sharing a SQLite file poll it."""
+
+
+class SqliteStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +79,7 @@ class Store:
         return self._local.db
 
     @contextmanager
-    def transaction(self) -> Iterator[Database]:
+    def transaction(self) -> Iterator[SqliteTransaction]:
         """A write transaction that holds the write lock from its first statement,
         so concurrent writers wait instead of failing mid-way. Threads of this
         process queue on a lock first: SQLite's own busy wait polls and is unfair."""
@@ -57,12 +87,33 @@ class Store:
         with self._write_lock:
             db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
+                yield SqliteTransaction(db)
             except BaseException:
                 db.rollback()
                 raise
             db.commit()
             self._writes += 1
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[Row]:
+        return list(self.db().query(sql, params))
+
+    def create_table(self, name: str, columns: dict[str, Any], pk: str | tuple[str, ...]) -> None:
+        with self.transaction() as tx:
+            tx.execute(f'CREATE TABLE IF NOT EXISTS "{name}" ({column_sql(columns, TYPES, pk)})')
+            present = {row["name"] for row in tx.query(f'PRAGMA table_info("{name}")')}
+            for column, kind in columns.items():
+                if column not in present:
+                    tx.execute(f'ALTER TABLE "{name}" ADD COLUMN "{column}" {TYPES[kind]}')
+
+    def claim(self, name: str) -> "Lease":
+        return Lease(self, name)
+
+    def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        """Nothing to listen to: writers in this process wake their relay directly,
+        and another process's rows are found by the relay's polling."""
+
+    def close(self) -> None:
+        self.db().close()
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file, without waiting for readers or
@@ -100,3 +151,37 @@ def _checkpoint_while_alive(store_ref: weakref.ref) -> None:
             except sqlite3.Error as error:
                 log.warning("SQLite checkpoint of %s failed (%s); the next one catches up", store.path, error)
         del store
+
+
+class Lease:
+    """The claim of a SQLite store: a row with the holder and an expiry time. A
+    SQLite file is shared only by the processes of one host, which read one
+    clock, so comparing times is safe here (it would not be across hosts). A
+    holder that dies loses the claim when its lease runs out."""
+
+    def __init__(self, store: SqliteStore, name: str):
+        self._store = store
+        self._name = name
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._until = 0.0
+        store.create_table("leases", {"name": str, "holder": str, "until": float}, pk="name")
+
+    def held(self) -> bool:
+        """A lease still good for more than half its time is not renewed yet."""
+        now = time.time()
+        if now < self._until - LEASE_SECONDS / 2:
+            return True
+        with self._store.transaction() as tx:
+            taken = tx.execute(
+                "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until"
+                " WHERE leases.holder = excluded.holder OR leases.until < ?",
+                (self._name, self._holder, now + LEASE_SECONDS, now),
+            ).rowcount
+        self._until = now + LEASE_SECONDS if taken == 1 else 0.0
+        return taken == 1
+
+    def release(self) -> None:
+        with self._store.transaction() as tx:
+            tx.execute("DELETE FROM leases WHERE name = ? AND holder = ?", [self._name, self._holder])
+        self._until = 0.0
