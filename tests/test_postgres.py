@@ -11,7 +11,7 @@ import psutil
 import psycopg
 import pytest
 
-from devstack.postgres import DATABASES
+from devstack.postgres import DATABASES, binaries
 from devstack.stack import Stack, StackConfig
 from eventbus.settings import Env, SettingError
 
@@ -84,6 +84,14 @@ def test_the_server_stops_when_whoever_started_it_is_killed(postgres_home):
     parent.wait()
     gone, alive = psutil.wait_procs([postmaster], timeout=10)
     assert not alive
+
+
+def test_a_server_on_path_is_used_as_it_is(tmp_path, monkeypatch):
+    for name in ("postgres", "initdb"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert binaries() == tmp_path
 
 
 def test_the_stack_hands_each_service_its_own_database():
