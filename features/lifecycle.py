@@ -144,6 +144,20 @@ def post_order(orders_url: str, order: dict) -> int:
         return response.status
 
 
+def parts(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """One process per part of the stack: PostgreSQL's own workers (its
+    postmaster's children) left out."""
+    servers, found = set(), []
+    for process in processes:
+        try:
+            if process.name() == "postgres":
+                servers.add(process.pid)
+            found.append((process, process.ppid()))
+        except psutil.NoSuchProcess:
+            pass
+    return [process for process, parent in found if parent not in servers]
+
+
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     """Those still running (a zombie is gone: it holds no port, no file, no CPU)."""
     running = []

@@ -8,11 +8,11 @@ import sys
 import psutil
 from behave import given, then, when
 
-from devstack.stack import StackConfig
-from eventbus.settings import Env
+from devstack.stack import StackConfig, read_store
+from eventbus.settings import Env, checked
 from features.driver import Driver, wait_until
 from features.faults import charges_and_emails
-from features.lifecycle import Terminal, alive, post_order, wait_until_gone
+from features.lifecycle import Terminal, alive, parts, post_order, wait_until_gone
 
 
 def record(context, seconds: float) -> None:
@@ -56,7 +56,9 @@ def step_kill(context, target):
 
 @then("no process of the stack is left after {seconds:d} seconds")
 def step_none_left(context, seconds):
-    assert len(context.before) == 6, f"make, the supervisor, Kafka and 3 services: {context.before}"
+    postgres = checked(read_store) == "postgres"
+    expected = "make, the supervisor, Kafka, 3 services" + " and PostgreSQL" * postgres
+    assert len(parts(context.before)) == 6 + postgres, f"{expected}: {context.before}"
     record(context, wait_until_gone(context.before, seconds))
 
 
