@@ -3,6 +3,7 @@ in a session of its own), with a data folder and ports of its own derived from
 PORT_OFFSET. Steps close that terminal, kill its processes, start a second one,
 and look for what is left."""
 
+import contextlib
 import json
 import os
 import pty
@@ -179,5 +180,6 @@ def wait_until_gone(processes: list[psutil.Process], seconds: float) -> float:
 
 def kill_all(processes: list[psutil.Process]) -> None:
     for process in alive(processes):
-        process.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):  # gone meanwhile, as PostgreSQL's workers go with it
+            process.kill()
     psutil.wait_procs(processes, timeout=10)
