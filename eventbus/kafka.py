@@ -65,9 +65,9 @@ class Poller:
 
     Fetches are held to fill only when the process is short of CPU: every
     fetch costs the client and the broker about the same whatever it carries,
-    so the pacer (eventbus/pacing.py) weighs this process's CPU share and the
-    records coming in, and the broker is asked to hold each fetch that long;
-    with no hold, fetches return at the first byte. kafka-python reads these
+    so the pacer (eventbus/pacing.py) weighs this process's demand for CPU
+    and the records coming in, and the broker is asked to hold each fetch
+    that long; with no hold, fetches return at the first byte. kafka-python reads these
     two settings each time it builds a fetch request (there is no public
     setter, hence `_fetcher`).
 
