@@ -88,9 +88,9 @@ test: contracts-check lint unit acceptance multihost bench-smoke ## Run everythi
 BENCH_ARGS ?=
 BENCH_FLAGS = $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE)) \
 	$(if $(DURATION),--duration $(DURATION)) $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(STEP),--step $(STEP)) \
-	$(if $(SWEEP_TO),--sweep-to $(SWEEP_TO)) $(if $(IDLE),--idle $(IDLE)) $(BENCH_ARGS)
+	$(if $(SWEEP_TO),--sweep-to $(SWEEP_TO)) $(if $(IDLE),--idle $(IDLE)) $(if $(filter 1,$(BUSY)),--busy-core) $(BENCH_ARGS)
 
-bench: $(INSTALLED) ## Benchmark baselines, chain, latency sweep (picture) and idle (ORDERS= RATE= DURATION= SWEEP_TO= STORE= ...)
+bench: $(INSTALLED) ## Benchmark baselines, chain, latency sweep (picture) and idle (ORDERS= RATE= DURATION= STORE= BUSY=1 ...)
 	$(BIN)/python -m bench $(BENCH_FLAGS)
 
 bench-smoke: $(INSTALLED) ## A short benchmark run that only checks the benchmark still works

@@ -9,8 +9,10 @@ import argparse
 import os
 import sys
 import time
+from contextlib import nullcontext
 
 from bench import baselines, chain, plot, report
+from bench.busy import busy_core
 from bench.cpu import CpuMeter
 from bench.memory import RssSampler
 from bench.progress import Progress, until_interrupted
@@ -26,6 +28,7 @@ LATENCY_WORKERS = 64  # enough threads that the open loop never waits for a free
 SWEEP = (25, 50, 100, 150, 225, 340, 500, 750, 1100, 1700)  # orders/s offered, until p99 passes the limit
 SMOKE_SWEEP = (25, 50, 100)
 SWEEP_LIMIT_MS = 1000
+BUSY_CORE_LIMIT_S = 3600  # the busy loop of --busy-core ends by itself after this, whatever happens
 SETTLE_BEFORE_IDLE_S = 3.0  # consumers go back to slow fetches after their first empty poll
 
 
@@ -42,6 +45,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-baselines", action="store_true", help="skip both baselines (to compare two commits)")
     parser.add_argument("--smoke", action="store_true", help="a short run that only checks the benchmark works")
+    parser.add_argument(
+        "--busy-core", action="store_true", help="keep one core busy with a loop for the whole run (other work)"
+    )
     args = parser.parse_args(argv)
     for name, default in (SMOKE if args.smoke else FULL).items():
         if getattr(args, name) is None:
@@ -52,7 +58,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def measure(args: argparse.Namespace, progress: Progress) -> dict:
     results: dict = {"smoke": args.smoke, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **report.environment()}
     results["load_before"] = round(os.getloadavg()[0], 2)  # other work on the machine skews every figure
-    with open_target(progress.note) as target:
+    results["busy_core"] = args.busy_core
+    other_work = busy_core(BUSY_CORE_LIMIT_S) if args.busy_core else nullcontext()
+    with open_target(progress.note) as target, other_work:
         results |= {"stack": "local" if target.local else "remote", "kafka_version": target.kafka_version()}
         partitions = target.partitions()
         layout = (target.bootstrap_servers, len(partitions), target.replication_factor())

@@ -40,6 +40,16 @@ RSS_TARGET_MB = 80
 HEAP_TARGET_MB = 512
 SATURATION_BLIND = ("cpu_per_order_vs_closed_loop", "stack_cores_at_rate")
 PEER_ORDERS_PER_S = 870  # a naive FastStream + uvicorn chain on the same machine (issue 11)
+CHAIN_VS_FANOUT_BEFORE = 0.169  # issue 18: the closed loop no lower against fan-out than before it
+LOW_RATE = 25  # orders/s: the sweep step with a target of its own
+KEPT_UP_SHARE = 0.97  # of the offered rate, sent on schedule, for "keeps up"
+QUIET, LOADED = "quiet", "loaded"
+BUSY_LOOP_CORES = 1.0  # what `--busy-core` adds to the machine's other work
+PHASE_OF = {  # the phase each target is measured in, when not the latency phase
+    "idle_pct_of_core": "idle_cpu",
+    **dict.fromkeys(("chain_vs_fanout", "chain_vs_fanout_by_cpu", "chain_vs_peer"), "chain_cpu"),
+}
+NOISE_CORES = 0.25  # other work beyond the run's own: more makes the run too noisy to judge a target
 
 
 def stack_total(per_process: dict[str, float]) -> float:
@@ -57,35 +67,86 @@ def baseline_total(per_process: dict[str, float]) -> float:
 
 
 def targets(r: dict) -> dict[str, dict]:
-    """Each target of issue 11 (and the memory budget of issue 5): value, limit, met."""
+    """Each target of issues 11 and 18: value, limit, met (None: not judged) and,
+    when not met or not judged, why.
+
+    The latency and CPU targets hold for a quiet machine, the loaded ones for a
+    run with one core kept busy (`--busy-core`); each is judged only from its
+    kind of run, and only when other work did not add more than NOISE_CORES on
+    top of it: a noisy run is reported, never counted as a target met."""
     closed = stack_total((r.get("chain_cpu") or {}).get("cpu_ms_per_order") or {})
     at_rate = stack_total((r.get("latency_cpu") or {}).get("cpu_ms_per_order") or {})
     fanout = baseline_total((r.get("fanout_cpu") or {}).get("cpu_ms_per_order") or {})
     chain_rate, fanout_rate = r.get("chain_orders_per_s"), r.get("fanout_orders_per_s")
-    passing = [step["offered"] for step in r.get("sweep") or [] if (step["p99_ms"] or 1e9) <= r.get("sweep_limit_ms")]
+    sweep = r.get("sweep") or []
+    passing = [step["offered"] for step in sweep if (step["p99_ms"] or 1e9) <= r.get("sweep_limit_ms")]
+    at_25 = next((step for step in sweep if step["offered"] == LOW_RATE), {})
+    kept_up = _kept_up(r)
     found = {
-        "cpu_per_order_vs_closed_loop": (_ratio(at_rate, closed), 1.5, "<="),
-        "stack_cores_at_rate": (stack_total((r.get("latency_cpu") or {}).get("cores") or {}), 1.0, "<"),
-        "idle_pct_of_core": (r.get("idle_pct_of_core"), 8.0, "<="),
-        "p50_ms": (r.get("p50_ms"), 15, "<="),
-        "p99_ms": (r.get("p99_ms"), 50, "<="),
-        "http_p99_ms": (r.get("http_p99_ms"), 10, "<="),
-        "chain_vs_fanout": (_ratio(chain_rate, fanout_rate), 0.5, ">="),
-        "chain_vs_fanout_by_cpu": (_ratio(fanout, closed), 0.5, ">="),
-        "chain_vs_peer": (chain_rate, PEER_ORDERS_PER_S, ">="),
-        "highest_rate_p99_under_1s": (max(passing, default=None), None, ""),
+        "cpu_per_order_vs_closed_loop": (_ratio(at_rate, closed), 1.5, "<=", QUIET),
+        "stack_cores_at_rate": (stack_total((r.get("latency_cpu") or {}).get("cores") or {}), 1.0, "<=", QUIET),
+        "idle_pct_of_core": (r.get("idle_pct_of_core"), 5.0, "<=", QUIET),
+        "p50_ms": (r.get("p50_ms"), 15, "<=", QUIET),
+        "p99_ms": (r.get("p99_ms"), 50, "<=", QUIET),
+        "http_p99_ms": (r.get("http_p99_ms"), 10, "<=", QUIET),
+        "p99_at_25_ms": (at_25.get("p99_ms"), 20, "<=", QUIET),
+        "chain_vs_fanout": (_ratio(chain_rate, fanout_rate), CHAIN_VS_FANOUT_BEFORE, ">=", QUIET),
+        "chain_vs_fanout_by_cpu": (_ratio(fanout, closed), 0.5, ">=", QUIET),
+        "chain_vs_peer": (chain_rate, PEER_ORDERS_PER_S, ">=", QUIET),
+        "highest_rate_p99_under_1s": (max(passing, default=None), None, "", QUIET),
+        "loaded_keeps_up": (kept_up, True, "==", LOADED),
+        "loaded_p99_ms": (r.get("p99_ms"), 150, "<=", LOADED),
     }
     # A stack that could not keep up at the rate is saturated there: its CPU per order is the
     # closed loop's by construction, so target 1 says nothing about the low-rate penalty.
     saturated = (r.get("p99_ms") or 0) > (r.get("sweep_limit_ms") or float("inf"))
-    return {
-        name: {
-            "value": value,
-            "target": limit,
-            "met": None if limit is None or (saturated and name in SATURATION_BLIND) else _met(value, limit, rule),
-        }
-        for name, (value, limit, rule) in found.items()
-    }
+    kind = LOADED if r.get("busy_core") else QUIET
+    verdicts = {}
+    for name, (value, limit, rule, judged_on) in found.items():
+        met, why = _met(value, limit, rule), ""
+        noise = other_work(r, PHASE_OF.get(name, "latency_cpu"))
+        if limit is None:
+            met = None
+        elif judged_on != kind:
+            met, why = None, f"a target for a {judged_on} run; this one was {kind}"
+        elif noise > NOISE_CORES:
+            met, why = None, f"not judged: other work used {noise:.2f} cores beyond this run's own"
+        elif saturated and name in SATURATION_BLIND:
+            met, why = None, "not judged: the stack was saturated at the rate"
+        elif met is False:
+            why = _why_not(name, r)
+        verdicts[name] = {"value": value, "target": limit, "rule": rule, "met": met, "why": why}
+    return verdicts
+
+
+def other_work(r: dict, phase: str) -> float:
+    """Cores the rest of the machine kept busy in `phase` (`latency_cpu`, ...),
+    beyond the busy loop of a `--busy-core` run: what makes a run noisy."""
+    other = (r.get(phase) or {}).get("other_cores_busy") or 0.0
+    return round(max(other - (BUSY_LOOP_CORES if r.get("busy_core") else 0.0), 0.0), 2)
+
+
+def _kept_up(r: dict) -> bool | None:
+    """The open loop at the rate was sent on schedule and every order was emailed."""
+    if r.get("achieved_rate") is None:
+        return None
+    return r["achieved_rate"] >= KEPT_UP_SHARE * r["offered_rate"] and not r.get("latency_lost")
+
+
+def _why_not(name: str, r: dict) -> str:
+    """Where to look when a target is missed: the figure that explains it best."""
+    stages = r.get("latency_stages_ms") or {}
+    if name in ("p50_ms", "p99_ms", "loaded_p99_ms", "p99_at_25_ms") and stages:
+        key = "p99" if "p99" in name else "p50"
+        return f"{key} by stage: " + ", ".join(f"{n} {_num(v[key], '')}" for n, v in stages.items())
+    if name in ("stack_cores_at_rate", "cpu_per_order_vs_closed_loop", "idle_pct_of_core"):
+        per = (r.get("idle_cpu" if name.startswith("idle") else "latency_cpu") or {}).get("cores") or {}
+        return "cores by process: " + ", ".join(f"{n} {v:.2f}" for n, v in per.items() if not n.startswith("bench"))
+    if name == "http_p99_ms":
+        return f"POST p50 {_num(r.get('http_p50_ms'), ' ms')}: the tail is waits, not work"
+    if name == "loaded_keeps_up":
+        return f"achieved {r.get('achieved_rate')}/s of {r.get('offered_rate'):g}, {r.get('latency_lost')} lost"
+    return ""
 
 
 def _ratio(top, bottom) -> float | None:
@@ -93,9 +154,9 @@ def _ratio(top, bottom) -> float | None:
 
 
 def _met(value, limit, rule: str) -> bool | None:
-    if value is None:
+    if value is None or limit is None:
         return None
-    return {"<=": value <= limit, "<": value < limit, ">=": value >= limit}[rule]
+    return {"<=": value <= limit, "<": value < limit, ">=": value >= limit, "==": value == limit}[rule]
 
 
 def environment() -> dict:
@@ -145,10 +206,13 @@ def table(results: dict) -> str:
         _row(f"3. POST->EmailSent p50 @ {rate}", t["p50_ms"], " ms"),
         _row("3. POST->EmailSent p99", t["p99_ms"], " ms"),
         _row("3. POST response p99", t["http_p99_ms"], " ms"),
+        _row(f"3. POST->EmailSent p99 @ {LOW_RATE}/s", t["p99_at_25_ms"], " ms"),
         _row("4. Chain / fan-out, orders/s", t["chain_vs_fanout"], "%"),
         _row("4. Chain / fan-out, by CPU/order", t["chain_vs_fanout_by_cpu"], "%"),
         _row("4. Stretch: chain vs naive peer", t["chain_vs_peer"], " orders/s"),
         _row("5. Highest rate with p99 <= 1 s", t["highest_rate_p99_under_1s"], " orders/s"),
+        _row(f"6. One core busy: keeps up @ {rate}", t["loaded_keeps_up"], ""),
+        _row("6. One core busy: p99", t["loaded_p99_ms"], " ms"),
         ("Chain / relay (issue 5)", _pct(_ratio(r.get("chain_orders_per_s"), r.get("relay_msgs_per_s"))), "", ""),
     ]
     rss = r.get("rss_mb") or {}
@@ -169,14 +233,22 @@ def table(results: dict) -> str:
 
 
 def _row(name: str, target: dict, unit: str) -> tuple[str, str, str, str]:
-    """A target's line: percentages for ratios, `unit` otherwise."""
-    value, limit, met = target["value"], target["target"], target["met"]
-    rule = "<=" if name.split(".")[0] in "123" else ">="
-    if name.startswith("1. Stack cores"):
-        rule = "<"
-    show = (lambda v: "n/a" if v is None else f"{v:.1%}") if unit == "%" else (lambda v: _num(v, unit))
-    limit_text = "" if limit is None else f"{rule} {show(limit).strip()}"
-    return name, show(value), limit_text, {True: "yes", False: "NO", None: "?" if limit_text else ""}[met]
+    """A target's line: its value, its limit, met or not, and why."""
+    limit, met = target["target"], target["met"]
+    limit_text = "" if limit is None else _show(limit, unit).strip()
+    if limit_text and not isinstance(limit, bool):
+        limit_text = f"{target['rule']} {limit_text}"
+    verdict = {True: "yes", False: "NO", None: "?" if limit_text else ""}[met]
+    return name, _show(target["value"], unit), limit_text, f"{verdict}  {target['why']}".rstrip()
+
+
+def _show(value, unit: str) -> str:
+    """Percentages for ratios, yes/no for a verdict, `unit` otherwise."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:.1%}" if unit == "%" else _num(value, unit)
 
 
 def _title(r: dict) -> str:
@@ -185,6 +257,7 @@ def _title(r: dict) -> str:
         f"event-driven benchmark ({'smoke, ' if r.get('smoke') else ''}{r.get('stack')} stack): "
         f"Kafka {r.get('kafka_version')}, kafka-python {libraries.get('kafka-python')}, "
         f"Python {r.get('python')}, {r.get('cores')} cores"
+        + (", one core kept busy by a loop (--busy-core)" if r.get("busy_core") else "")
     )
 
 

@@ -10,19 +10,19 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from eventbus.pacing import Pacer
 from eventbus.settings import Settings
 
 log = logging.getLogger(__name__)
 Client = TypeVar("Client")
 COMMIT_INTERVAL = 1.0  # seconds
-# Fetch pacing: at rest a fetch returns at its first byte (or after 500 ms); while
-# records keep coming the broker holds each fetch up to 20 ms to fill it; a
-# consumer nobody waits on (RELAXED) has every fetch held 500 ms, at any rate.
+# Fetch pacing: a fetch returns at its first byte (or after 500 ms) unless the
+# pacer (eventbus/pacing.py) says to hold it: then the broker holds it that long
+# to fill it; a consumer nobody waits on (RELAXED) has every fetch held 500 ms.
 IDLE = {"fetch_min_bytes": 1, "fetch_max_wait_ms": 500}
-BUSY = {"fetch_min_bytes": 256 * 1024, "fetch_max_wait_ms": 20}
+HELD_MIN_BYTES = 256 * 1024
 RELAXED = {"fetch_min_bytes": 1024 * 1024, "fetch_max_wait_ms": 500}
-IDLE_POLL_MS, BUSY_POLL_MS = 500, 50
-BUSY_RECORDS = 3  # a poll this full means records come faster than fetches return one at a time
+IDLE_POLL_MS, HELD_POLL_MS = 500, 50
 
 
 def make_producer(settings: Settings) -> KafkaProducer:
@@ -63,14 +63,13 @@ def make_consumer(settings: Settings, group: str) -> KafkaConsumer:
 class Poller:
     """How every consumer of ours polls and commits.
 
-    Fetches are batched only while busy: every fetch costs the client and the
-    broker about the same whatever it carries, so while polls come back with
-    several records the broker is asked to hold each fetch a few ms to fill it;
-    once a poll brings fewer, fetches go back to returning at the first byte. At
-    a low rate a held fetch would mostly come back empty, which costs more than
-    it saves (measured: 1.3 cores at 25 orders/s when any record meant busy).
-    kafka-python reads these two settings each time it builds a fetch request
-    (there is no public setter, hence `_fetcher`).
+    Fetches are held to fill only when the process is short of CPU: every
+    fetch costs the client and the broker about the same whatever it carries,
+    so the pacer (eventbus/pacing.py) weighs this process's demand for CPU
+    and the records coming in, and the broker is asked to hold each fetch
+    that long; with no hold, fetches return at the first byte. kafka-python reads these
+    two settings each time it builds a fetch request (there is no public
+    setter, hence `_fetcher`).
 
     A relaxed poller is for a consumer whose work nobody waits on: its fetches
     are always held to fill, so it costs a few polls a second at any rate.
@@ -79,21 +78,24 @@ class Poller:
     at close): committing less often only means more idempotent redelivery
     after a crash."""
 
-    def __init__(self, consumer: KafkaConsumer, relaxed: bool = False):
+    def __init__(self, consumer: KafkaConsumer, relaxed: bool = False, pacer: Pacer | None = None):
         self._consumer = consumer
         self._relaxed = relaxed
-        self._busy = False
+        self._pacer = pacer or Pacer()
+        self._hold_ms = 0
         if relaxed:
             consumer._fetcher.config.update(RELAXED)
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
 
     def poll(self) -> dict:
-        batches = self._consumer.poll(timeout_ms=BUSY_POLL_MS if self._busy else IDLE_POLL_MS)
-        busy = sum(len(records) for records in batches.values()) >= BUSY_RECORDS
-        if busy != self._busy and not self._relaxed:
-            self._busy = busy
-            self._consumer._fetcher.config.update(BUSY if busy else IDLE)
+        batches = self._consumer.poll(timeout_ms=HELD_POLL_MS if self._hold_ms else IDLE_POLL_MS)
+        if not self._relaxed:
+            self._pacer.count(sum(len(records) for records in batches.values()))
+            hold_ms = round(self._pacer.hold() * 1000)
+            if hold_ms != self._hold_ms:
+                self._hold_ms = hold_ms
+                self._consumer._fetcher.config.update(held(hold_ms) if hold_ms else IDLE)
         return batches
 
     def done(self, next_offsets: dict[TopicPartition, int]) -> None:
@@ -111,6 +113,11 @@ class Poller:
         commit(self._consumer, self._uncommitted, wait=wait)
         self._uncommitted = {}
         self._committed_at = time.monotonic()
+
+
+def held(hold_ms: int) -> dict:
+    """Fetch settings that have the broker hold a fetch `hold_ms` to fill it."""
+    return {"fetch_min_bytes": HELD_MIN_BYTES, "fetch_max_wait_ms": hold_ms}
 
 
 def commit(consumer: KafkaConsumer, next_offsets: dict[TopicPartition, int], wait: bool = False) -> None:

@@ -23,6 +23,7 @@ from kafka.errors import KafkaError
 from eventbus.contracts import Event, timestamp
 from eventbus.envelope import seal
 from eventbus.kafka import connect, make_producer
+from eventbus.pacing import Pacer
 from eventbus.settings import Settings
 from eventbus.store import Store, StoreUnavailable, Transaction
 
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 BATCH = 500
 IDLE_POLL = 0.5
 MARK_EVERY_S = 0.2
-GATHER_S = 0.02  # while busy, relay rounds start at most this often
 PRUNE_EVERY_S = 10.0
 CHANNEL = "outbox"  # notified on commit of new rows, for a relay in another process
 
@@ -86,6 +86,7 @@ class Relay:
         self._settings = settings
         self._stop = stop
         self._wake = threading.Event()
+        self._pacer = Pacer()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._claim = store.claim("outbox-relay")
         self._unmarked: list[int] = []  # sent and acknowledged, not yet marked sent
@@ -129,8 +130,9 @@ class Relay:
                 continue
             if published < BATCH:
                 self._wake.wait(IDLE_POLL if not self._unmarked else max(self._mark_due_in(), 0.001))
-            if published:  # busy: let rows gather a moment, one produce request costs as much as ten rows
-                self._stop.wait(max(round_at + GATHER_S - time.monotonic(), 0))
+            self._pacer.count(published)
+            if published:  # short of CPU, rows gather a moment (eventbus/pacing.py)
+                self._stop.wait(max(round_at + self._pacer.hold() - time.monotonic(), 0))
         try:
             if self._holds_claim():
                 self._publish_batch_before_exit(producer)

@@ -33,6 +33,12 @@ def test_sealed_message_names_the_contract_version_that_wrote_it():
     assert dataschema == contracts.dataschema("OrderCreated")
 
 
+def test_sealing_reads_the_released_versions_once_per_process_not_per_event(monkeypatch):
+    seal(ORDER, "orders")
+    monkeypatch.setattr(contracts, "current_version", lambda contract_file: pytest.fail("versions read again"))
+    seal(ORDER, "orders")
+
+
 def test_sealed_message_is_timed_now_in_utc():
     time = seal(ORDER, "orders").headers["ce_time"].decode()
     assert time.endswith("Z")

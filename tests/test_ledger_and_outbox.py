@@ -123,15 +123,23 @@ def test_rows_sent_in_quick_rounds_go_out_once_and_are_marked_in_one_transaction
     assert outbox.pending(store) == 0
 
 
-def test_while_rows_keep_coming_relay_rounds_start_at_most_every_gather_interval(store, tmp_path, monkeypatch):
+def test_while_rows_keep_coming_relay_rounds_start_at_most_every_hold_the_pacer_sets(store, tmp_path, monkeypatch):
     rounds = []
 
     class CountingProducer(FakeProducer):
         def flush(self, timeout=None):
             rounds.append(time.monotonic())
 
+    class HoldingPacer:
+        def count(self, events: int) -> None:
+            pass
+
+        def hold(self) -> float:
+            return 0.02
+
     producer = CountingProducer()
     monkeypatch.setattr(outbox, "make_producer", lambda settings: producer)
+    monkeypatch.setattr(outbox, "Pacer", HoldingPacer)
     busy = relay(store, tmp_path)
     busy.start()
     started = time.monotonic()
@@ -144,7 +152,7 @@ def test_while_rows_keep_coming_relay_rounds_start_at_most_every_gather_interval
     elapsed = time.monotonic() - started
     busy._stop.set()
     assert busy.join(5)
-    assert len(rounds) <= elapsed / outbox.GATHER_S + 2  # without gathering: a round per row
+    assert len(rounds) <= elapsed / 0.02 + 2  # without the hold: a round per row
 
 
 def test_sent_rows_older_than_the_retention_are_deleted_and_pending_ones_never(store):

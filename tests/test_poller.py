@@ -1,4 +1,4 @@
-"""Poller: fetches are batched only while records keep coming; commits are spaced."""
+"""Poller: fetches are held as the pacer says; commits are spaced."""
 
 from eventbus import kafka
 from eventbus.envelope import seal
@@ -6,16 +6,31 @@ from eventbus.kafka import Poller
 from generated.order_created import OrderCreated
 
 
-def test_fetches_wait_to_fill_while_polls_are_full_and_return_at_once_otherwise(fake_consumer, kafka_record):
+class FixedPacer:
+    """A pacer whose holds the test sets, one per poll."""
+
+    def __init__(self, *holds: float):
+        self.holds = list(holds)
+        self.counted: list[int] = []
+
+    def count(self, events: int) -> None:
+        self.counted.append(events)
+
+    def hold(self) -> float:
+        return self.holds.pop(0)
+
+
+def test_fetches_are_held_as_long_as_the_pacer_says_and_return_at_once_otherwise(fake_consumer, kafka_record):
     record = kafka_record(seal(OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts="2026-01-01T00:00:00Z"), "orders"))
-    full, one = [record] * kafka.BUSY_RECORDS, [record]
-    consumer = fake_consumer(full, full, one, [], full)
-    poller = Poller(consumer)
+    consumer = fake_consumer([record] * 3, [record] * 3, [record], [], [record] * 3)
+    pacer = FixedPacer(0.012, 0.012, 0.0, 0.0, 0.004)
+    poller = Poller(consumer, pacer=pacer)
     seen = []
     for _ in range(5):
         poller.poll()
         seen.append(dict(consumer._fetcher.config))
-    assert seen == [kafka.BUSY, kafka.BUSY, kafka.IDLE, kafka.IDLE, kafka.BUSY]
+    assert seen == [kafka.held(12), kafka.held(12), kafka.IDLE, kafka.IDLE, kafka.held(4)]
+    assert pacer.counted == [3, 3, 1, 0, 3]
     assert kafka.IDLE["fetch_min_bytes"] == 1
 
 
@@ -38,11 +53,11 @@ def test_offsets_are_committed_at_most_every_interval_and_at_close(fake_consumer
 
 def test_a_relaxed_poller_always_has_its_fetches_held_to_fill(fake_consumer, kafka_record):
     record = kafka_record(seal(OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts="2026-01-01T00:00:00Z"), "orders"))
-    consumer = fake_consumer([record] * kafka.BUSY_RECORDS, [record], [])
-    poller = Poller(consumer, relaxed=True)
+    consumer = fake_consumer([record] * 3, [record], [])
+    poller = Poller(consumer, relaxed=True, pacer=FixedPacer(0.02, 0.02, 0.02))
     seen = []
     for _ in range(3):
         poller.poll()
         seen.append(dict(consumer._fetcher.config))
     assert seen == [kafka.RELAXED] * 3
-    assert kafka.RELAXED["fetch_min_bytes"] > kafka.BUSY["fetch_min_bytes"]
+    assert kafka.RELAXED["fetch_min_bytes"] > kafka.HELD_MIN_BYTES
