@@ -40,12 +40,14 @@ def make_app(
             request = _read_order_request(max_body_bytes)
             decision = place(request)
         if decision.outcome == "conflict":
-            return _error(409, f"order {request.orderId} exists with other fields", existing=vars(decision.order))
+            return _error(
+                409, f"order {request.orderId} exists with other fields", existing=contracts.to_payload(decision.order)
+            )
         if decision.outcome == "exhausted":
             return _error(503, "no order id left to assign: every id the API accepts is taken")
         bottle.response.status = STATUS_CODE[decision.outcome]
         bottle.response.set_header("Location", f"/orders/{decision.order.orderId}")
-        return vars(decision.order)
+        return contracts.to_payload(decision.order)  # as on the topic: an unset optional field is left out
 
     @app.get("/orders/<order_id:int>")
     def get_order(order_id: int):

@@ -173,15 +173,20 @@ def read_settings(env: Env) -> tuple[Settings, HttpSettings]:
     return Settings.from_env("orders", env), http
 
 
-def main() -> None:
-    settings, http = checked(read_settings)
-    service = Service(settings, HANDLERS, create_tables, relaxed=True)  # following the chain is for the page
-    app = make_app(
+def make_orders_app(service: Service, max_body_bytes: int):
+    """The HTTP API over the service's store and outbox."""
+    return make_app(
         place=lambda request: place_order(service, request),
         find=lambda order_id: find_order(service, order_id),
         latest=lambda limit: latest_orders(service, limit),
         pending=lambda: outbox.pending(service.store.db()),
-        max_body_bytes=http.max_body_bytes,
+        max_body_bytes=max_body_bytes,
     )
+
+
+def main() -> None:
+    settings, http = checked(read_settings)
+    service = Service(settings, HANDLERS, create_tables, relaxed=True)  # following the chain is for the page
+    app = make_orders_app(service, http.max_body_bytes)
     server = waitress.create_server(app, host=http.host, port=http.port, threads=4, ident="orders")
     service.run(serve=server.run, close=server.close)
