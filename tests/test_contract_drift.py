@@ -117,6 +117,10 @@ REQUESTS = [
     ("/orders", "get", "/orders", None, 200),
     ("/orders/{orderId}", "get", "/orders/1", None, 200),
     ("/orders/{orderId}", "get", "/orders/404", None, 404),
+    ("/orders/{orderId}/cancel", "post", "/orders/1/cancel", None, 202),
+    ("/orders/{orderId}/cancel", "post", "/orders/1/cancel", None, 200),
+    ("/orders/{orderId}/cancel", "post", "/orders/404/cancel", None, 404),
+    ("/orders/{orderId}", "get", "/orders/1", None, 200),
     ("/health", "get", "/health", None, 200),
 ]
 
