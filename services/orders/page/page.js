@@ -15,10 +15,24 @@ function element(tag, attributes, ...children) {
   return node;
 }
 
+// Where a chain that stopped ends: shown in red.
+const STOPS = new Set(["declined", "cancelled", "refunded"]);
+
 function hop(step) {
   const took = step.tookMs === null ? "" : `+${step.tookMs} ms`;
-  return element("span", { className: step.at ? "hop done" : "hop", title: step.at || "not yet" },
+  const className = ["hop", STOPS.has(step.step) ? "stop" : "", step.at ? "done" : ""].join(" ");
+  return element("span", { className, title: step.at || "not yet" },
     step.step, element("span", { className: "took" }, took));
+}
+
+function fate(order) {
+  if (order.status !== "cancelled") {
+    const button = element("button", { className: "cancel", type: "button" }, "Cancel");
+    button.addEventListener("click", () => cancelOrder(order.orderId));
+    return button;
+  }
+  const money = order.refunded ? `refunded ${order.chain.refund}` : "nothing refunded";
+  return element("span", { className: "cancelled" }, `cancelled: ${order.reason} · ${money}`);
 }
 
 function orderItem(order) {
@@ -28,7 +42,8 @@ function orderItem(order) {
     element("span", {}, `customer ${order.userId} · ${order.qty} × item ${order.itemId}`),
     element("span", {}, amount),
     element("span", {}, order.chain.to || "no email yet"),
-    element("span", { className: "trace" }, `trace ${order.traceId || "-"}`));
+    element("span", { className: "trace" }, `trace ${order.traceId || "-"}`),
+    fate(order));
   const chain = element("div", { className: "chain" }, ...order.timeline.map(hop));
   const item = element("li", { className: "order", id: `order-${order.orderId}` }, summary, chain);
   item.dataset.status = order.status;
@@ -61,6 +76,19 @@ async function placeOrder(event) {
     result.className = response.ok ? "" : "error";
     const problems = (answer.problems || []).map((p) => `${p.field}: ${p.message}`).join("; ");
     result.textContent = response.ok ? `Order ${answer.orderId} accepted` : [answer.error, problems].join(" ");
+  } catch (error) {
+    result.className = "error";
+    result.textContent = `orders is not answering (${error.message})`;
+  }
+  refresh();
+}
+
+async function cancelOrder(orderId) {
+  const result = document.getElementById("form-result");
+  try {
+    const response = await fetch(`/orders/${orderId}/cancel`, { method: "POST" });
+    result.className = response.ok ? "" : "error";
+    result.textContent = response.ok ? `Order ${orderId} cancelled` : readJson(await response.text()).error;
   } catch (error) {
     result.className = "error";
     result.textContent = `orders is not answering (${error.message})`;
