@@ -31,7 +31,7 @@ function fate(order) {
     button.addEventListener("click", () => cancelOrder(order.orderId));
     return button;
   }
-  const money = order.refunded ? `refunded ${order.chain.refund}` : "nothing refunded";
+  const money = order.refunded ? `${order.chain.refund} refunded` : "nothing refunded";
   return element("span", { className: "cancelled" }, `cancelled: ${order.reason} · ${money}`);
 }
 
