@@ -556,3 +556,16 @@ def test_a_cancelled_order_shows_its_refund_and_its_emails(call, orders_service)
     assert shown["chain"]["cancelled"] is not None
     steps = [hop["step"] for hop in timeline(orders.find_order(orders_service, 1) | {"onTopic": None})["timeline"]]
     assert steps == ["accepted", "created", "paid", "emailed", "cancelled", "refunded"]
+
+
+def test_a_cancel_runs_in_the_callers_trace(call):
+    traces = []
+
+    def cancel(order_id):
+        traces.append(tracing.trace_id(tracing.child_traceparent()))
+        return "unknown", None
+
+    app = make_app(place=None, find=None, cancel=cancel, max_body_bytes=200)
+    traceparent = tracing.new_traceparent()
+    call(app, "POST", "/orders/1/cancel", headers={"traceparent": traceparent})
+    assert traces == [tracing.trace_id(traceparent)]

@@ -70,7 +70,8 @@ def make_app(
     @app.post("/orders/<order_id:int>/cancel")
     def cancel_order(order_id: int):
         """Cancel the order: 202 the first time (OrderCancelled is published), 200 after."""
-        outcome, row = cancel(order_id) if 0 < order_id <= MAX_ORDER_ID else ("unknown", None)
+        with tracing.continuing(bottle.request.get_header("traceparent")):
+            outcome, row = cancel(order_id) if 0 < order_id <= MAX_ORDER_ID else ("unknown", None)
         if outcome == "unknown":
             return _error(404, f"no order {order_id}")
         bottle.response.status = CANCEL_CODE[outcome]

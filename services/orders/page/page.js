@@ -36,12 +36,14 @@ function fate(order) {
 }
 
 function orderItem(order) {
-  const amount = order.chain.amount === null ? "not charged yet" : `amount ${order.chain.amount}`;
+  const stopped = order.status === "cancelled";
+  const amount = order.chain.amount !== null ? `amount ${order.chain.amount}` : stopped ? "not charged" : "not charged yet";
+  const email = order.chain.to || (order.chain.cancelEmailed ? "cancellation emailed" : "no email yet");
   const summary = element("div", { className: "summary" },
     element("b", {}, `Order ${order.orderId}`),
     element("span", {}, `customer ${order.userId} · ${order.qty} × item ${order.itemId}`),
     element("span", {}, amount),
-    element("span", {}, order.chain.to || "no email yet"),
+    element("span", {}, email),
     element("span", { className: "trace" }, `trace ${order.traceId || "-"}`),
     fate(order));
   const chain = element("div", { className: "chain" }, ...order.timeline.map(hop));
