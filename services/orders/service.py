@@ -131,7 +131,7 @@ ORDER_WITH_CHAIN = (
     ' x."reason", x."cancelledAt" AS "cancelled", s."declined", s."refunded", s."refund",'
     ' s."cancelEmailed", s."refundEmailed"'
     " FROM orders o LEFT JOIN chain c USING (orderId)"
-    ' LEFT JOIN "cancellations" x ON x."orderId" = o.orderId LEFT JOIN "saga" s ON s."orderId" = o.orderId'
+    ' LEFT JOIN "cancellations" x ON x."orderId" = o."orderId" LEFT JOIN "saga" s ON s."orderId" = o."orderId"'
 )
 
 
@@ -164,7 +164,7 @@ def cancel(tx: Database, order_id: int, reason: str, now: str) -> tuple[str, Ord
     """Cancel the order inside `tx`: the outcome (see decide_cancel) and the
     OrderCancelled to publish, once: the cancellation's primary key lets one
     caller through, whoever comes second."""
-    exists = tx.execute("SELECT 1 FROM orders WHERE orderId = ?", [order_id]).fetchone() is not None
+    exists = tx.execute('SELECT 1 FROM "orders" WHERE "orderId" = ?', [order_id]).fetchone() is not None
     insert = (
         'INSERT INTO "cancellations" ("orderId", "reason", "cancelledAt") VALUES (?, ?, ?)'
         ' ON CONFLICT ("orderId") DO NOTHING'
