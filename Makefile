@@ -13,7 +13,7 @@ NODE_INSTALLED := node_modules/.installed
 STORE ?= sqlite
 export STORE
 CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.dataclass \
-	--disable-timestamp --frozen-dataclasses --use-schema-description --use-field-description \
+	--disable-timestamp --frozen-dataclasses --enum-field-as-literal all --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
 .PHONY: help install generate contracts-check contracts-release docs lint unit acceptance multihost spec test run tail kafka \

@@ -91,8 +91,8 @@ def _sample(target: Target, data: Path, started: float) -> dict:
 
 def _effects(data: Path, watcher: ChainWatcher, accepted: int) -> dict:
     """Each accepted order must have exactly one charge and one email."""
-    charges = _count(data / "billing.db", "SELECT COUNT(*) FROM processed WHERE handler LIKE 'billing.%'")
-    emails = _count(data / "mailbox.db", "SELECT COUNT(*) FROM mailbox")
+    charges = _count(data / "billing.db", 'SELECT COUNT(*) FROM "charges"')
+    emails = _count(data / "mailbox.db", 'SELECT COUNT(*) FROM "emails"')
     emailed = watcher.emailed()
     return {
         "accepted": accepted,

@@ -21,7 +21,14 @@ from eventbus.contracts import EVENT_TYPES
 from eventbus.kafka import connect
 from eventbus.settings import Settings
 
-COLOURS = {"OrderCreated": "cyan", "PaymentCaptured": "green", "EmailSent": "magenta"}
+COLOURS = {
+    "OrderCreated": "cyan",
+    "PaymentCaptured": "green",
+    "EmailSent": "magenta",
+    "PaymentDeclined": "red",  # the saga: where an order stopped, in red as on the order page
+    "OrderCancelled": "bright_red",
+    "PaymentRefunded": "bright_blue",
+}
 UNKNOWN_COLOUR = "yellow"
 DEAD_LETTER = "bold red"
 

@@ -18,11 +18,17 @@ from jsonschema import Draft202012Validator
 from eventbus.versions import CONTRACTS_DIR, current_version, reader_schema, schema_uri
 from generated.create_order_request import CreateOrderRequest
 from generated.email_sent import EmailSent
+from generated.order_cancelled import OrderCancelled
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
+from generated.payment_declined import PaymentDeclined
+from generated.payment_refunded import PaymentRefunded
 
-Event = OrderCreated | PaymentCaptured | EmailSent
-EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (OrderCreated, PaymentCaptured, EmailSent)}
+Event = OrderCreated | PaymentCaptured | EmailSent | PaymentDeclined | OrderCancelled | PaymentRefunded
+EVENT_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (OrderCreated, PaymentCaptured, EmailSent, PaymentDeclined, OrderCancelled, PaymentRefunded)
+}
 
 
 class ContractViolation(ValueError):

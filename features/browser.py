@@ -31,4 +31,5 @@ def chromium() -> webdriver.Chrome:
     options.binary_location = binary
     for flag in (*FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='event-driven-chromium-')}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for the page's errors
     return webdriver.Chrome(options=options, service=Service(executable_path=driver))

@@ -186,6 +186,9 @@ class Driver:
     def health(self) -> Reply:
         return self._send(urllib.request.Request(f"{self.orders_url}/health"))
 
+    def cancel_order(self, order_id: int) -> Reply:
+        return self._send(urllib.request.Request(f"{self.orders_url}/orders/{order_id}/cancel", method="POST"))
+
     @staticmethod
     def _send(request: urllib.request.Request) -> Reply:
         try:
@@ -200,6 +203,20 @@ class Driver:
     def distinct_ids(self, order_id: int, event_type: str) -> set[str]:
         """Copies of one event published again after a crash share its ce_id."""
         return {seen.id for seen in self.events(order_id, event_type)}
+
+    def emails(self, order_id: int, template: str) -> set[str]:
+        """The ids of the emails of one kind sent about the order (no template: a confirmation)."""
+        return {
+            seen.id
+            for seen in self.events(order_id, "EmailSent")
+            if seen.payload.get("template", "order_confirmed") == template
+        }
+
+    def money_kept(self, order_id: int) -> int:
+        """What the order's events say billing kept: charges minus refunds, each event counted once."""
+        charged = {seen.id: seen.payload["amount"] for seen in self.events(order_id, "PaymentCaptured")}
+        refunded = {seen.id: seen.payload["amount"] for seen in self.events(order_id, "PaymentRefunded")}
+        return sum(charged.values()) - sum(refunded.values())
 
     def wait_for_event(self, order_id: int, event_type: str) -> Seen:
         return wait_until(lambda: self.events(order_id, event_type), f"{event_type} for order {order_id}")[0]

@@ -10,6 +10,7 @@ from devstack.topic import Seen
 
 MAX_ROWS = 100  # a fault scenario places hundreds of orders: its dead letters and first events tell the story
 COLUMNS = ("type", "key", "ce_id", "trace id", "payload")
+STOPPED = {"PaymentDeclined", "OrderCancelled", "PaymentRefunded"}  # where a chain stopped: red, as on the page
 
 
 def events_table(messages: list[Seen]) -> str:
@@ -40,7 +41,8 @@ def shown(messages: list[Seen]) -> list[Seen]:
 
 def _row(message: Seen) -> None:
     dead = message.reason is not None
-    cell = "padding: 2px 8px; vertical-align: top" + ("; color: #cf222e" if dead else "")
+    red = dead or message.type in STOPPED
+    cell = "padding: 2px 8px; vertical-align: top" + ("; color: #cf222e" if red else "")
     with tr():
         td(f"dead letter ({message.type or 'no type'})" if dead else message.type or "(no type)", style=cell)
         td(message.key or "-", style=cell)

@@ -3,7 +3,9 @@ Feature: Effects happen exactly once, whatever fails
   Processes die, the broker hangs, garbage reaches the topic. Every order the
   system accepted is still charged exactly once and emailed exactly once,
   counted in billing's ledger and in the mailer's mailbox. Copies of an event
-  published again after a crash keep its id, so they change nothing.
+  published again after a crash keep its id, so they change nothing. The same
+  holds for the saga: a declined order is never charged, a cancelled one is
+  refunded once exactly when it was charged, and each email goes out once.
 
   Billing and notifications run two replicas each here, sharing their ledger,
   and the mailer fails one send in five (each is retried with backoff).
@@ -37,3 +39,10 @@ Feature: Effects happen exactly once, whatever fails
     When 150 orders are placed while a third replica of billing and of notifications joins and leaves, and replicas are killed meanwhile
     Then every accepted order is charged once and emailed once
     And copies of an event on the topic share its id
+
+  Scenario: The saga while processes are killed: declined and cancelled orders among the others
+    When 90 orders, every third above the credit limit and every third cancelled right away, are placed over 12 seconds while billing, notifications and orders are killed in turn
+    Then every declined order is never charged, and every other order is charged once
+    And every order is refunded once exactly when it was charged and cancelled
+    And every order is emailed once per email it is owed
+    And copies of an event on the topic share its id, whatever its kind

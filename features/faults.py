@@ -23,6 +23,10 @@ from features.driver import Driver, wait_until
 RESTART_TIMEOUT = 60.0
 
 
+DECLINED_QTY = 600  # 60000 at the default unit price: above the default credit limit
+EMAILS = ("order_confirmed", "order_cancelled", "payment_refunded")
+
+
 @dataclass
 class Burst:
     """What happened to each order of a burst."""
@@ -30,6 +34,17 @@ class Burst:
     accepted: list[int] = field(default_factory=list)
     refused: list[int] = field(default_factory=list)
     slowest_answer: float = 0.0
+    declined: list[int] = field(default_factory=list)  # placed above the credit limit
+    cancelled: list[int] = field(default_factory=list)  # cancelled by their customer right after the POST
+
+
+@dataclass(frozen=True)
+class Effects:
+    """An order's effects, counted in the services' own records."""
+
+    charges: int
+    refunds: int
+    emails: dict[str, int]  # by template
 
 
 class Faults:
@@ -86,13 +101,17 @@ class Faults:
             with contextlib.suppress(psutil.NoSuchProcess):
                 each.send_signal(signum)
 
-    def burst(self, count: int, per_second: float, faults_at: dict[float, Callable] | None = None) -> Burst:
+    def burst(
+        self, count: int, per_second: float, faults_at: dict[float, Callable] | None = None, saga: bool = False
+    ) -> Burst:
         """Place `count` fresh orders at a steady pace while, one after another,
         each fault in `faults_at` runs once that fraction of the burst is placed.
+        With `saga`, every third order is above the credit limit and every third
+        is cancelled by its customer right after it was accepted.
 
-        Like a careful client, each order is retried with its own orderId while
-        orders cannot be reached, so an order stored just before a crash is
-        answered by its replay."""
+        Like a careful client, each order (and each cancel) is retried with its
+        own orderId while orders cannot be reached, so an order stored just
+        before a crash is answered by its replay."""
         result = Burst()
         lock = threading.Lock()
         placed = [0]
@@ -106,19 +125,27 @@ class Faults:
             except BaseException as error:
                 failures.append(error)
 
-        def place(order_id: int) -> None:
-            body = {"orderId": order_id, "userId": order_id % 97 + 1, "itemId": 3, "qty": 2}
+        def place(order_id: int, kind: str) -> None:
+            qty = DECLINED_QTY if kind == "declined" else 2
+            body = {"orderId": order_id, "userId": order_id % 97 + 1, "itemId": 3, "qty": qty}
             begun = time.monotonic()
             status = self._post_until_answered(body, deadline=begun + RESTART_TIMEOUT)
+            accepted = status in (200, 201)
+            cancelled = accepted and kind == "cancelled" and self._cancel_until_answered(order_id, begun)
             with lock:
-                (result.accepted if status in (200, 201) else result.refused).append(order_id)
+                (result.accepted if accepted else result.refused).append(order_id)
                 result.slowest_answer = max(result.slowest_answer, time.monotonic() - begun)
+                if accepted and kind == "declined":
+                    result.declined.append(order_id)
+                if cancelled:
+                    result.cancelled.append(order_id)
 
         faults = threading.Thread(target=run_faults, name="faults")
         faults.start()
         with ThreadPoolExecutor(max_workers=8) as pool:
             for n in range(count):
-                pool.submit(place, self.driver.new_order_id())
+                kind = ("normal", "declined", "cancelled")[n % 3] if saga else "normal"
+                pool.submit(place, self.driver.new_order_id(), kind)
                 placed[0] = n + 1
                 time.sleep(1 / per_second)
         faults.join(RESTART_TIMEOUT * 4)
@@ -134,8 +161,42 @@ class Faults:
                 time.sleep(0.1)
         return None
 
+    def _cancel_until_answered(self, order_id: int, begun: float) -> bool:
+        while time.monotonic() < begun + RESTART_TIMEOUT:
+            try:
+                return self.driver.cancel_order(order_id).status in (200, 202)
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.1)
+        return False
+
     def charges_and_emails(self, order_ids: list[int]) -> dict[int, tuple[int, int]]:
         return charges_and_emails(self.stack.config, order_ids)
+
+    def effects(self, order_ids: list[int]) -> dict[int, Effects]:
+        return effects(self.stack.config, order_ids)
+
+    def saga_ran(self, order_id: int, declined: bool, cancelled: bool) -> bool:
+        """The order's saga has run its course: charged (unless declined), refunded
+        when charged and cancelled, and at least every email it is owed sent. A
+        cancelled order waits for billing to have read the cancel: before, its
+        charge may still be followed by a refund."""
+        each = self.effects([order_id])[order_id]
+        if declined or cancelled:
+            owed = {"order_confirmed": each.charges, "order_cancelled": 1, "payment_refunded": each.refunds}
+        else:
+            owed = {"order_confirmed": 1}
+        emailed = all(each.emails[template] >= count for template, count in owed.items())
+        if cancelled:
+            return emailed and self._billing_read_cancel(order_id) and each.refunds >= each.charges
+        return emailed and (declined or each.charges >= 1)
+
+    def _billing_read_cancel(self, order_id: int) -> bool:
+        store = open_store(self.stack.config.service_settings("billing"))
+        try:
+            query = "SELECT 1 FROM processed WHERE handler = 'billing.refund' AND key = ?"
+            return bool(store.query(query, [str(order_id)]))
+        finally:
+            store.close()
 
     def record(self, figures: dict) -> None:
         """Keep the figures of each fault scenario for the run's report."""
@@ -143,22 +204,37 @@ class Faults:
             report.write(json.dumps(figures) + "\n")
 
 
-def charges_and_emails(config: StackConfig, order_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """Per order: charges in billing's ledger, emails in the mailer's mailbox,
-    read from the stores of the stack `config` describes (SQLite or PostgreSQL)."""
+def effects(config: StackConfig, order_ids: list[int]) -> dict[int, Effects]:
+    """Per order: charges and refunds in billing's ledger, emails of each kind in
+    the mailer's mailbox, read from the stores of the stack `config` describes
+    (SQLite files or PostgreSQL databases)."""
 
-    def count(store: Store, query: str) -> dict[str, int]:
+    def count(store: Store, query: str) -> dict[tuple, int]:
+        """`query`'s count `n` by the columns before it, as text."""
         try:
-            return {str(row["key"]): row["n"] for row in store.query(query)}
+            rows = store.query(query)
         finally:
             store.close()
+        return {tuple(str(value) for value in list(row.values())[:-1]): row["n"] for row in rows}
 
-    charges = count(
-        open_store(config.service_settings("billing")),
-        "SELECT key, COUNT(*) AS n FROM processed WHERE handler = 'billing.charge' GROUP BY key",
-    )
+    billing = config.service_settings("billing")
+    charges = count(open_store(billing), 'SELECT "orderId", COUNT(*) AS n FROM "charges" GROUP BY "orderId"')
+    refunds = count(open_store(billing), 'SELECT "orderId", COUNT(*) AS n FROM "refunds" GROUP BY "orderId"')
     emails = count(
         open_store(config.service_settings("notifications"), "mailbox"),
-        'SELECT "orderId" AS key, COUNT(*) AS n FROM mailbox GROUP BY "orderId"',
+        'SELECT "orderId", "template", COUNT(*) AS n FROM "emails" GROUP BY "orderId", "template"',
     )
-    return {order_id: (charges.get(str(order_id), 0), emails.get(str(order_id), 0)) for order_id in order_ids}
+    return {
+        order_id: Effects(
+            charges.get((str(order_id),), 0),
+            refunds.get((str(order_id),), 0),
+            {template: emails.get((str(order_id), template), 0) for template in EMAILS},
+        )
+        for order_id in order_ids
+    }
+
+
+def charges_and_emails(config: StackConfig, order_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per order: charges, and emails confirming it."""
+    counted = effects(config, order_ids)
+    return {order_id: (each.charges, each.emails["order_confirmed"]) for order_id, each in counted.items()}

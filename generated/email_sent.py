@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
 class EmailSent:
     """
-    The customer was emailed about their payment, exactly once. Produced by notifications; consumed by orders (for the order's status).
+    The customer was emailed about their order, exactly once per kind of email. Produced by notifications; consumed by orders (for the order's status).
     """
 
     orderId: int
@@ -23,4 +24,8 @@ class EmailSent:
     ts: str
     """
     When the email was sent, RFC 3339 in UTC.
+    """
+    template: Literal['order_confirmed', 'order_cancelled', 'payment_refunded'] | None = None
+    """
+    Which email went out: order_confirmed (the payment was captured), order_cancelled or payment_refunded. Events of version 1 lack it: each of them is an order_confirmed.
     """

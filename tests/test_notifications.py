@@ -1,4 +1,5 @@
-"""notifications emails each paid order's customer once and says so with EmailSent."""
+"""notifications emails each paid, cancelled or refunded order's customer once
+per kind of email and says so with EmailSent, naming the template."""
 
 import logging
 
@@ -7,12 +8,23 @@ import pytest
 from eventbus.consumer import Rejected
 from eventbus.store import Store, open_store
 from generated.email_sent import EmailSent
+from generated.order_cancelled import OrderCancelled
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
-from services.notifications.service import LogMailer, MailerUnavailable, address_for, create_tables, handlers
+from generated.payment_refunded import PaymentRefunded
+from services.notifications.service import (
+    LogMailer,
+    MailerUnavailable,
+    address_for,
+    create_tables,
+    handlers,
+    which_email,
+)
 
 TS = "2026-11-27T10:00:00.000Z"
-EMAIL = EmailSent(orderId=1, to="user1@test.com", ts=TS)
+EMAIL = EmailSent(orderId=1, to="user1@test.com", ts=TS, template="order_confirmed")
+CANCELLED = OrderCancelled(orderId=1, reason="cancelled by the customer", ts=TS)
+REFUNDED = PaymentRefunded(orderId=1, amount=100, ts=TS)
 
 
 @pytest.fixture
@@ -38,12 +50,39 @@ def test_the_address_comes_from_the_user_id():
     assert address_for(42, "test.com") == "user42@test.com"
 
 
-def test_each_order_is_emailed_once(mailer, mailbox, caplog):
+def emails(mailbox) -> list[dict]:
+    return mailbox.query('SELECT * FROM "emails" ORDER BY "orderId", "template"')
+
+
+def test_each_order_is_emailed_once_per_template_and_the_confirmation_is_logged_as_the_brief_shows(
+    mailer, mailbox, caplog
+):
+    later = "2026-11-27T10:05:00.000Z"
     with caplog.at_level(logging.INFO, logger="notifications"):
         mailer.send(EMAIL)
-        mailer.send(EmailSent(orderId=1, to="user1@test.com", ts="2026-11-27T10:05:00.000Z"))
-    assert caplog.messages == [f"Sending email {{'orderId': 1, 'to': 'user1@test.com', 'ts': '{TS}'}}"]
-    assert mailbox.query("SELECT * FROM mailbox") == [{"orderId": 1, "to": "user1@test.com", "ts": TS}]
+        mailer.send(EmailSent(orderId=1, to="user1@test.com", ts=later, template="order_confirmed"))
+        mailer.send(EmailSent(orderId=1, to="user1@test.com", ts=later, template="order_cancelled"))
+        mailer.send(EmailSent(orderId=1, to="user1@test.com", ts=later, template="order_cancelled"))
+    assert caplog.messages == [
+        f"Sending email {{'orderId': 1, 'to': 'user1@test.com', 'ts': '{TS}'}}",
+        f"Sending order_cancelled email {{'orderId': 1, 'to': 'user1@test.com', 'ts': '{later}'}}",
+    ]
+    assert [(row["template"], row["ts"]) for row in emails(mailbox)] == [
+        ("order_cancelled", later),
+        ("order_confirmed", TS),
+    ]
+
+
+@pytest.mark.parametrize(
+    "event, template",
+    [
+        (PaymentCaptured(orderId=1, amount=100, ts=TS), "order_confirmed"),
+        (CANCELLED, "order_cancelled"),
+        (REFUNDED, "payment_refunded"),
+    ],
+)
+def test_which_email_each_event_owes_the_customer(event, template):
+    assert which_email(event) == template
 
 
 def test_an_unavailable_mailer_fails_with_a_transient_error_and_sends_nothing(mailbox, caplog):
@@ -51,7 +90,7 @@ def test_an_unavailable_mailer_fails_with_a_transient_error_and_sends_nothing(ma
     with pytest.raises(MailerUnavailable), caplog.at_level(logging.INFO, logger="notifications"):
         mailer.send(EMAIL)
     assert caplog.messages == []
-    assert mailbox.query("SELECT * FROM mailbox") == []
+    assert emails(mailbox) == []
 
 
 def test_a_payment_for_an_order_never_seen_is_rejected(store, service_handlers):
@@ -63,8 +102,28 @@ def test_a_payment_is_emailed_to_the_customer_who_ordered(store, service_handler
     with store.transaction() as tx:
         assert service_handlers[OrderCreated].handle(OrderCreated(1, userId=7, itemId=2, qty=1, ts=TS), tx) == []
         sent = service_handlers[PaymentCaptured].handle(PaymentCaptured(orderId=1, amount=100, ts=TS), tx)
-    assert sent == [EmailSent(orderId=1, to="user7@test.com", ts=TS)]
+    assert sent == [EmailSent(orderId=1, to="user7@test.com", ts=TS, template="order_confirmed")]
 
 
-def test_notifications_emails_once_per_order_id(service_handlers):
-    assert service_handlers[PaymentCaptured].once_per(PaymentCaptured(orderId=5, amount=100, ts=TS)) == 5
+def test_a_cancelled_and_refunded_order_is_emailed_about_each(store, service_handlers):
+    with store.transaction() as tx:
+        service_handlers[OrderCreated].handle(OrderCreated(1, userId=7, itemId=2, qty=1, ts=TS), tx)
+        sent = service_handlers[OrderCancelled].handle(CANCELLED, tx) + service_handlers[PaymentRefunded].handle(
+            REFUNDED, tx
+        )
+    assert [(email.to, email.template) for email in sent] == [
+        ("user7@test.com", "order_cancelled"),
+        ("user7@test.com", "payment_refunded"),
+    ]
+
+
+def test_notifications_emails_once_per_order_id_and_kind(service_handlers):
+    """The ledger's key is the handler's name and the orderId: one handler per kind of email.
+    The confirmation's stays `send_email`, so the keys a running version recorded still count."""
+    kinds = [service_handlers[kind] for kind in (PaymentCaptured, OrderCancelled, PaymentRefunded)]
+    assert [handler.handle.__name__ for handler in kinds] == ["send_email", "send_cancellation", "send_refund"]
+    assert [handler.once_per(event) for handler, event in zip(kinds, [EMAIL, CANCELLED, REFUNDED], strict=True)] == [
+        1,
+        1,
+        1,
+    ]

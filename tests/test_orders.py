@@ -8,6 +8,7 @@ from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
+from invented import field_not_in
 
 from eventbus import outbox, service, tracing
 from eventbus.settings import Settings
@@ -16,12 +17,16 @@ from generated.create_order_request import CreateOrderRequest
 from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
+from generated.payment_declined import PaymentDeclined
+from generated.payment_refunded import PaymentRefunded
 from services.orders import service as orders
 from services.orders.api import make_app, timeline
 
 TS = "2026-11-27T10:00:00.000Z"
 ORDER = OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts=TS)
+ORDER_JSON = {"orderId": 1, "userId": 1, "itemId": 2, "qty": 1, "ts": TS}  # an unset optional field is left out
 BODY = {"userId": 1, "itemId": 2, "qty": 1}
+EXTRA = field_not_in("CreateOrderRequest")  # a field the request contract does not know
 
 
 # --- decide -------------------------------------------------------------------
@@ -110,7 +115,7 @@ def post(call, app, body, content_type="application/json", **headers):
 def test_a_new_order_answers_201_with_the_order_and_its_location(call, app, fake):
     response = post(call, app, BODY)
     assert response.status == 201
-    assert response.json == vars(ORDER)
+    assert response.json == ORDER_JSON
     assert response.headers["Location"] == "/orders/1"
     assert fake.placed == [CreateOrderRequest(**BODY)]
 
@@ -118,7 +123,7 @@ def test_a_new_order_answers_201_with_the_order_and_its_location(call, app, fake
 def test_a_replayed_order_answers_200(call, app, fake):
     fake.outcome = "replayed"
     response = post(call, app, BODY | {"orderId": 1})
-    assert (response.status, response.json) == (200, vars(ORDER))
+    assert (response.status, response.json) == (200, ORDER_JSON)
 
 
 def test_no_order_id_left_answers_503_with_a_message(call, app, fake):
@@ -132,7 +137,7 @@ def test_a_conflicting_order_answers_409_with_the_existing_one(call, app, fake):
     fake.outcome = "conflict"
     response = post(call, app, BODY | {"orderId": 1, "qty": 2})
     assert response.status == 409
-    assert response.json["existing"] == vars(ORDER)
+    assert response.json["existing"] == ORDER_JSON
 
 
 def test_the_order_is_placed_in_the_callers_trace(call, app, fake):
@@ -148,7 +153,7 @@ def test_the_order_is_placed_in_the_callers_trace(call, app, fake):
         (BODY | {"qty": 0}, ["qty"]),
         (BODY | {"qty": "1"}, ["qty"]),
         (BODY | {"qty": 1.5}, ["qty"]),
-        (BODY | {"coupon": "FREE"}, ["coupon"]),
+        (BODY | {EXTRA: "FREE"}, [EXTRA]),
         ({"itemId": 0, "qty": 1.5}, ["itemId", "qty", "userId"]),
     ],
 )
@@ -190,9 +195,15 @@ def test_a_body_over_the_limit_answers_413(call, app, fake):
     assert fake.placed == []
 
 
-def chain_row(created=None, paid=None, emailed=None) -> dict:
+SAGA_UNTOUCHED = dict.fromkeys(
+    ("declined", "cancelled", "reason", "refunded", "refund", "cancelEmailed", "refundEmailed")
+)
+
+
+def chain_row(created=None, paid=None, emailed=None, **saga) -> dict:
     amount, to = (100 if paid else None), ("user1@test.com" if emailed else None)
-    return vars(ORDER) | {"created": created, "paid": paid, "amount": amount, "emailed": emailed, "to": to}
+    chain = {"created": created, "paid": paid, "amount": amount, "emailed": emailed, "to": to}
+    return ORDER_JSON | chain | SAGA_UNTOUCHED | saga
 
 
 @pytest.mark.parametrize(
@@ -210,7 +221,8 @@ def test_an_order_shows_how_far_along_the_chain_it_is(call, app, fake, row, stat
     assert response.status == 200
     assert response.json["status"] == status
     assert response.json["orderId"] == 1
-    assert response.json["chain"] == {k: row[k] for k in ("created", "paid", "emailed", "amount", "to")}
+    assert response.json["chain"].items() >= {k: row[k] for k in ("created", "paid", "emailed", "amount", "to")}.items()
+    assert (response.json["reason"], response.json["refunded"]) == (None, False)
 
 
 def test_an_unknown_order_answers_404_json(call, app):
@@ -518,3 +530,100 @@ def test_an_order_is_on_the_topic_once_kafka_acknowledged_its_first_order_create
     place(orders_service, orderId=12)  # replayed: a second OrderCreated, not sent yet
     by_id = {row["orderId"]: row["onTopic"] for row in orders.latest_orders(orders_service, 2)}
     assert by_id == {12: LATER, 1: None}
+
+
+# --- cancelling ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exists, before, outcome", [(False, False, "unknown"), (True, False, "cancelled"), (True, True, "already")]
+)
+def test_a_cancel_cancels_a_known_order_once(exists, before, outcome):
+    assert orders.decide_cancel(exists, before) == outcome
+
+
+def cancelled_events(orders_service) -> list[dict]:
+    return [each["payload"] for each in queued(orders_service) if "reason" in each["payload"]]
+
+
+def test_a_customers_cancel_is_202_then_200_and_one_order_cancelled(call, orders_service):
+    place(orders_service, orderId=7)
+    app = orders.make_orders_app(orders_service, max_body_bytes=200)
+    first, again = (call(app, "POST", "/orders/7/cancel") for _ in range(2))
+    assert (first.status, again.status) == (202, 200)
+    assert first.json["status"] == again.json["status"] == "cancelled"
+    assert (again.json["reason"], again.json["refunded"]) == (orders.CUSTOMER_CANCELLED, False)
+    assert [(event["orderId"], event["reason"]) for event in cancelled_events(orders_service)] == [
+        (7, orders.CUSTOMER_CANCELLED)
+    ]
+
+
+def test_cancelling_an_unknown_order_answers_404(call, orders_service):
+    app = orders.make_orders_app(orders_service, max_body_bytes=200)
+    assert call(app, "POST", "/orders/8/cancel").status == 404
+    assert call(app, "POST", f"/orders/{2**64}/cancel").status == 404
+    assert cancelled_events(orders_service) == []
+
+
+def test_ten_concurrent_cancels_publish_one_order_cancelled(orders_service):
+    place(orders_service, orderId=7)
+    outcomes: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(orders.cancel_order(orders_service, 7)[0])) for _ in range(10)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["already"] * 9 + ["cancelled"]
+    assert len(cancelled_events(orders_service)) == 1
+
+
+def test_a_declined_payment_cancels_the_order_with_its_reason_once(orders_service):
+    place(orders_service, orderId=7)
+    declined = PaymentDeclined(orderId=7, amount=60000, reason="amount 60000 is above the credit limit", ts=TS)
+    handler = orders.HANDLERS[PaymentDeclined]
+    assert handler.once_per(declined) == 7
+    with orders_service.store.transaction() as tx:
+        [cancelled] = handler.handle(declined, tx)
+        assert handler.handle(declined, tx) == []  # even past the ledger, the cancellation is there once
+    assert (cancelled.orderId, cancelled.reason) == (7, declined.reason)
+    row = orders.find_order(orders_service, 7)
+    assert (row["declined"], row["reason"]) == (TS, declined.reason)
+
+
+def test_a_cancelled_order_shows_its_refund_and_its_emails(call, orders_service):
+    place(orders_service, orderId=1)
+    orders.cancel_order(orders_service, 1)
+    later = "2026-11-27T10:00:09.000Z"
+    events = [
+        PaymentCaptured(orderId=1, amount=100, ts=TS),
+        EmailSent(orderId=1, to="user1@test.com", ts=TS, template="order_confirmed"),
+        EmailSent(orderId=1, to="user1@test.com", ts=later, template="order_cancelled"),
+        PaymentRefunded(orderId=1, amount=100, ts=later),
+        EmailSent(orderId=1, to="user1@test.com", ts=later, template="payment_refunded"),
+    ]
+    with orders_service.store.transaction() as tx:
+        for event in events:
+            orders.HANDLERS[type(event)].handle(event, tx)
+    app = orders.make_orders_app(orders_service, max_body_bytes=200)
+    shown = call(app, "GET", "/orders/1").json
+    assert (shown["status"], shown["refunded"]) == ("cancelled", True)
+    expected = {"paid": TS, "emailed": TS, "declined": None, "refunded": later, "refund": 100}
+    assert shown["chain"].items() >= (expected | {"cancelEmailed": later, "refundEmailed": later}).items()
+    assert shown["chain"]["cancelled"] is not None
+    steps = [hop["step"] for hop in timeline(orders.find_order(orders_service, 1) | {"onTopic": None})["timeline"]]
+    assert steps == ["accepted", "created", "paid", "emailed", "cancelled", "refunded"]
+
+
+def test_a_cancel_runs_in_the_callers_trace(call):
+    traces = []
+
+    def cancel(order_id):
+        traces.append(tracing.trace_id(tracing.child_traceparent()))
+        return "unknown", None
+
+    app = make_app(place=None, find=None, cancel=cancel, max_body_bytes=200)
+    traceparent = tracing.new_traceparent()
+    call(app, "POST", "/orders/1/cancel", headers={"traceparent": traceparent})
+    assert traces == [tracing.trace_id(traceparent)]

@@ -19,6 +19,7 @@ BAD = [
     (billing, "UNIT_PRICE", "abc", "UNIT_PRICE must be a whole number of minor units, got 'abc'"),
     (billing, "UNIT_PRICE", "-5", "UNIT_PRICE must be a whole number of minor units, got '-5'"),
     (billing, "UNIT_PRICE", "1.5", "UNIT_PRICE must be a whole number of minor units, got '1.5'"),
+    (billing, "CREDIT_LIMIT", "lots", "CREDIT_LIMIT must be a whole number of minor units, got 'lots'"),
     (billing, "ITEM_PRICES", "2:150", "ITEM_PRICES must be itemId=unit price pairs separated by commas"),
     (billing, "ITEM_PRICES", "2=x", "ITEM_PRICES must be itemId=unit price pairs"),
     (

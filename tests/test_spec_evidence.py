@@ -1,7 +1,7 @@
 """The table of events under each scenario in the spec report."""
 
 from devstack.topic import Seen
-from features.evidence import MAX_ROWS, events_table, shown
+from features.evidence import COLUMNS, MAX_ROWS, events_table, shown
 
 
 def event(n: int, reason: str | None = None) -> Seen:
@@ -36,3 +36,9 @@ def test_the_table_shows_each_field_and_a_dead_letters_reason():
 
 def test_the_table_says_how_many_more_there_were():
     assert "and 50 more" in events_table([event(n) for n in range(MAX_ROWS + 50)])
+
+
+def test_where_a_chain_stopped_is_red_like_a_dead_letter():
+    stopped = Seen("orders.events", 0, 1, 0, "1", {"ce_type": "OrderCancelled", "ce_id": "id-1"}, {"orderId": 1}, "")
+    assert events_table([event(2)]).count("#cf222e") == 0
+    assert events_table([stopped]).count("#cf222e") == len(COLUMNS)

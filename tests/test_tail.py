@@ -5,6 +5,7 @@ import pytest
 
 from devstack.tail import COLOURS, DEAD_LETTER, Filter, fields, line
 from devstack.topic import Seen, seen
+from eventbus.contracts import EVENT_TYPES
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -79,3 +80,7 @@ def test_the_reader_decodes_a_kafka_record(kafka_record):
 
 def test_a_json_value_that_is_not_an_object_has_no_payload(kafka_record):
     assert seen(kafka_record(value=b"[1, 2]")).payload is None
+
+
+def test_every_event_type_has_a_colour():
+    assert set(COLOURS) == set(EVENT_TYPES)

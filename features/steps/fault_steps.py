@@ -3,6 +3,7 @@
 from behave import then, when
 
 from features.driver import wait_until
+from features.faults import EMAILS
 from features.poison import POISON_KINDS, publish_poison
 
 FAULT_TIMEOUT = 120.0
@@ -152,3 +153,94 @@ def step_unknown_skipped(context):
         for seen in context.driver.topic.all("orders.events.dlq")
     }
     assert unknown and not unknown & dead
+
+
+@when(
+    "{count:d} orders, every third above the credit limit and every third cancelled right away, are placed over"
+    " {seconds:d} seconds while billing, notifications and orders are killed in turn"
+)
+def step_saga_burst(context, count, seconds):
+    faults = context.faults
+    kills = {
+        fraction: (lambda target=target: faults.kill(target))
+        for fraction, target in ((0.2, "billing"), (0.4, "notifications"), (0.6, "orders"), (0.8, "billing"))
+    }
+    context.burst = faults.burst(count, per_second=count / seconds, faults_at=kills, saga=True)
+    context.fault = "saga: billing, notifications and orders killed"
+    _wait_for_the_sagas(context)
+
+
+def _wait_for_the_sagas(context) -> None:
+    burst, faults = context.burst, context.faults
+    for order_id in burst.accepted:
+        declined, cancelled = order_id in burst.declined, order_id in burst.cancelled
+        wait_until(
+            lambda o=order_id, d=declined, c=cancelled: faults.saga_ran(o, d, c),
+            f"order {order_id} has had its charge, refund and emails",
+            FAULT_TIMEOUT,
+        )
+    context.driver.settle()
+    context.effects = faults.effects(burst.accepted)
+
+
+@then("every declined order is never charged, and every other order is charged once")
+def step_saga_charges(context):
+    burst, effects = context.burst, context.effects
+    wrong = {
+        order: each.charges
+        for order, each in effects.items()
+        if each.charges != (0 if order in burst.declined else 1) and order not in burst.cancelled
+    }
+    wrong |= {order: effects[order].charges for order in burst.cancelled if effects[order].charges > 1}
+    context.faults.record(
+        {
+            "fault": context.fault,
+            "orders_accepted": len(burst.accepted),
+            "declined": len(burst.declined),
+            "cancelled": len(burst.cancelled),
+            "kills": dict(context.faults.kills),
+            "charges": sum(each.charges for each in effects.values()),
+            "refunds": sum(each.refunds for each in effects.values()),
+            "emails": {t: sum(each.emails[t] for each in effects.values()) for t in EMAILS},
+        }
+    )
+    assert not wrong, f"charges per order that are wrong: {wrong}"
+
+
+@then("every order is refunded once exactly when it was charged and cancelled")
+def step_saga_refunds(context):
+    burst, effects = context.burst, context.effects
+    wrong = {
+        order: (each.charges, each.refunds)
+        for order, each in effects.items()
+        if each.refunds != (each.charges if order in burst.cancelled else 0)
+    }
+    assert not wrong, f"(charges, refunds) per order that are wrong: {wrong}"
+
+
+@then("every order is emailed once per email it is owed")
+def step_saga_emails(context):
+    burst, effects = context.burst, context.effects
+
+    def owed(order: int, each) -> dict[str, int]:
+        stopped = order in burst.declined or order in burst.cancelled
+        return {"order_confirmed": each.charges, "order_cancelled": int(stopped), "payment_refunded": each.refunds}
+
+    wrong = {order: each.emails for order, each in effects.items() if each.emails != owed(order, each)}
+    assert not wrong, f"emails per order that are not what it is owed: {wrong}"
+
+
+@then("copies of an event on the topic share its id, whatever its kind")
+def step_saga_copies(context):
+    """One id per event: per order, per type, and for emails per template."""
+    copies = 0
+    for order_id in context.burst.accepted:
+        kinds: dict[tuple, set[str]] = {}
+        seen = context.driver.topic.for_order(order_id)
+        for event in seen:
+            kind = (event.type, (event.payload or {}).get("template"))
+            kinds.setdefault(kind, set()).add(event.id)
+        wrong = {kind: ids for kind, ids in kinds.items() if len(ids) != 1 and kind[0] != "OrderCreated"}
+        assert not wrong, (order_id, wrong)
+        copies += len(seen) - sum(len(ids) for ids in kinds.values())
+    context.faults.record({"fault": context.fault, "duplicate_copies_on_topic": copies})

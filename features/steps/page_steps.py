@@ -46,3 +46,35 @@ def step_page_emailed(context, amount):
     assert browser.execute_script("return window.notReloaded") is True, "the page was reloaded"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "order-page.png"))  # the picture in the README
+
+
+@when("the customer cancels the order on the page")
+def step_cancel_on_page(context):
+    item = f"order-{context.order_id}"
+    button = wait_until(
+        lambda: context.browser.find_elements(By.CSS_SELECTOR, f"#{item} button.cancel"),
+        f"the page offers to cancel order {context.order_id}",
+    )[0]
+    button.click()
+
+
+@then("the page shows the chain stopped in red at {first} and {second}, with {money}")
+def step_page_stopped(context, first, second, money):
+    browser, item = context.browser, f"order-{context.order_id}"
+
+    def stopped_hops():
+        hops = browser.find_elements(By.CSS_SELECTOR, f"#{item} .hop.stop.done")
+        return [hop.text.split()[0] for hop in hops] == [first, second] and hops
+
+    wait_until(stopped_hops, f"the page shows order {context.order_id} stopped at {first} and {second}")
+    text = browser.find_element(By.ID, item).text
+    assert money in text, text
+    assert browser.execute_script("return window.notReloaded") is True, "the page was reloaded"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / f"order-page-{first}.png"))
+
+
+@then("the browser logged no error on its console")
+def step_console_clean(context):
+    errors = [entry for entry in context.browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors

@@ -1,9 +1,12 @@
-"""notifications: emails the customer once per captured payment and emits EmailSent."""
+"""notifications: emails the customer once per kind of email and order, and
+emits EmailSent naming the kind (its `template`): the order is confirmed once
+its payment is captured, cancelled (OrderCancelled), its charge refunded
+(PaymentRefunded)."""
 
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from eventbus.consumer import Handler, Rejected, TransientError
 from eventbus.contracts import timestamp
@@ -11,14 +14,23 @@ from eventbus.service import Service
 from eventbus.settings import HOST, Env, Settings, checked
 from eventbus.store import Store, Transaction, open_store
 from generated.email_sent import EmailSent
+from generated.order_cancelled import OrderCancelled
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
+from generated.payment_refunded import PaymentRefunded
 
 log = logging.getLogger("notifications")
+CONFIRMED = "order_confirmed"
+TEMPLATES = {PaymentCaptured: CONFIRMED, OrderCancelled: "order_cancelled", PaymentRefunded: "payment_refunded"}
 
 
 def address_for(user_id: int, domain: str) -> str:
     return f"user{user_id}@{domain}"
+
+
+def which_email(event: PaymentCaptured | OrderCancelled | PaymentRefunded) -> str:
+    """The template of the email an event owes the customer."""
+    return TEMPLATES[type(event)]
 
 
 class MailerUnavailable(TransientError):
@@ -28,26 +40,32 @@ class MailerUnavailable(TransientError):
 class LogMailer:
     """Simulates an email provider: logs each email and records it in a mailbox.
 
-    Like a real provider's idempotency key, the orderId makes a resend after a
-    crash a no-op. `failure_rate` makes a share of sends fail, to show retries.
+    Like a real provider's idempotency key, the orderId and the template make a
+    resend after a crash a no-op. `failure_rate` makes a share of sends fail, to
+    show retries. The brief's confirmation is logged as the brief shows it,
+    `Sending email {orderId, to, ts}`; the others name their template.
     """
 
     def __init__(self, store: Store, failure_rate: float = 0.0, chance: Callable[[], float] = random.random):
         self._store = store
         self._failure_rate = failure_rate
         self._chance = chance
-        store.create_table("mailbox", {"orderId": int, "to": str, "ts": str}, pk="orderId")
+        store.create_table(
+            "emails", {"orderId": int, "template": str, "to": str, "ts": str}, pk=("orderId", "template")
+        )
 
     def send(self, email: EmailSent) -> None:
         if self._chance() < self._failure_rate:
             raise MailerUnavailable("simulated mailer failure")
         with self._store.transaction() as tx:
             new = tx.execute(
-                'INSERT INTO mailbox ("orderId", "to", ts) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
-                (email.orderId, email.to, email.ts),
+                'INSERT INTO "emails" ("orderId", "template", "to", "ts") VALUES (?, ?, ?, ?)'
+                ' ON CONFLICT ("orderId", "template") DO NOTHING',
+                (email.orderId, email.template, email.to, email.ts),
             ).rowcount
         if new:
-            log.info("Sending email %s", asdict(email))
+            kind = "email" if email.template == CONFIRMED else f"{email.template} email"
+            log.info("Sending %s %s", kind, {"orderId": email.orderId, "to": email.to, "ts": email.ts})
 
 
 def create_tables(store: Store) -> None:
@@ -63,20 +81,35 @@ def handlers(mailer: LogMailer, domain: str, clock: Callable[[], str] = timestam
         )
         return []
 
-    def send_email(payment: PaymentCaptured, tx: Transaction) -> list[EmailSent]:
-        row = tx.execute('SELECT "userId" FROM recipients WHERE "orderId" = ?', [payment.orderId]).fetchone()
+    def email(event: PaymentCaptured | OrderCancelled | PaymentRefunded, tx: Transaction) -> list[EmailSent]:
+        row = tx.execute('SELECT "userId" FROM recipients WHERE "orderId" = ?', [event.orderId]).fetchone()
         if row is None:
-            raise Rejected(f"no OrderCreated seen for orderId {payment.orderId}")
-        email = EmailSent(orderId=payment.orderId, to=address_for(row[0], domain), ts=clock())
-        mailer.send(email)
-        return [email]
+            raise Rejected(f"no OrderCreated seen for orderId {event.orderId}")
+        sent = EmailSent(orderId=event.orderId, to=address_for(row[0], domain), ts=clock(), template=which_email(event))
+        mailer.send(sent)
+        return [sent]
 
-    def skip(payment: PaymentCaptured) -> None:
-        log.info("Notifications skipped duplicate PaymentCaptured for orderId %s", payment.orderId)
+    def send_email(payment: PaymentCaptured, tx: Transaction) -> list[EmailSent]:
+        return email(payment, tx)
+
+    def send_cancellation(cancel: OrderCancelled, tx: Transaction) -> list[EmailSent]:
+        return email(cancel, tx)
+
+    def send_refund(refund: PaymentRefunded, tx: Transaction) -> list[EmailSent]:
+        return email(refund, tx)
+
+    def skip(event: PaymentCaptured | OrderCancelled | PaymentRefunded) -> None:
+        log.info("Notifications skipped duplicate %s for orderId %s", type(event).__name__, event.orderId)
+
+    def once(handle: Callable) -> Handler:
+        """One email per order from each handler: the ledger is keyed by handler name and orderId."""
+        return Handler(handle, once_per=lambda event: event.orderId, on_duplicate=skip)
 
     return {
         OrderCreated: Handler(remember_customer),
-        PaymentCaptured: Handler(send_email, once_per=lambda payment: payment.orderId, on_duplicate=skip),
+        PaymentCaptured: once(send_email),
+        OrderCancelled: once(send_cancellation),
+        PaymentRefunded: once(send_refund),
     }
 
 

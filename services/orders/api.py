@@ -1,5 +1,6 @@
-"""The orders HTTP API (bottle): POST /orders, GET /orders/<id>, GET /orders
-(the latest, with their timelines), GET /health, and the order page at /.
+"""The orders HTTP API (bottle): POST /orders, GET /orders/<id>, POST
+/orders/<id>/cancel, GET /orders (the latest, with their timelines), GET
+/health, and the order page at /.
 
 Errors are JSON that names the problem; no stack trace ever reaches a client.
 The app gets what it needs as functions, so tests drive it without Kafka.
@@ -20,11 +21,20 @@ from eventbus.store import StoreUnavailable
 
 log = logging.getLogger("orders")
 STATUS_CODE = {"created": 201, "replayed": 200}
+CANCEL_CODE = {"cancelled": 202, "already": 200}
 MAX_ORDER_ID = 2**63 - 1  # SQLite's largest integer
 MAX_LIST = 100
 PAGE = Path(__file__).parent / "page"
 STEPS = ("created", "paid", "emailed")
-CAUSE = {"created": "accepted", "paid": "accepted", "emailed": "paid"}  # what each hop's time is counted from
+SAGA = ("declined", "cancelled", "refunded")  # where a chain that stopped ends, in red on the page
+CAUSE = {  # what each hop's time is counted from
+    "created": "accepted",
+    "paid": "accepted",
+    "emailed": "paid",
+    "declined": "accepted",
+    "cancelled": "accepted",
+    "refunded": "cancelled",
+}
 
 
 def make_app(
@@ -33,6 +43,7 @@ def make_app(
     max_body_bytes: int,
     pending: Callable[[], int] = lambda: 0,
     latest: Callable[[int], list[dict]] = lambda limit: [],
+    cancel: Callable[[int], tuple[str, dict | None]] = lambda order_id: ("unknown", None),
 ) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True)
 
@@ -43,12 +54,14 @@ def make_app(
             request = _read_order_request(max_body_bytes)
             decision = place(request)
         if decision.outcome == "conflict":
-            return _error(409, f"order {request.orderId} exists with other fields", existing=vars(decision.order))
+            return _error(
+                409, f"order {request.orderId} exists with other fields", existing=contracts.to_payload(decision.order)
+            )
         if decision.outcome == "exhausted":
             return _error(503, "no order id left to assign: every id the API accepts is taken")
         bottle.response.status = STATUS_CODE[decision.outcome]
         bottle.response.set_header("Location", f"/orders/{decision.order.orderId}")
-        return vars(decision.order)
+        return contracts.to_payload(decision.order)  # as on the topic: an unset optional field is left out
 
     @app.get("/orders/<order_id:int>")
     @_needs_database
@@ -56,6 +69,16 @@ def make_app(
         row = find(order_id) if 0 < order_id <= MAX_ORDER_ID else None
         if row is None:
             return _error(404, f"no order {order_id}")
+        return _with_status(row)
+
+    @app.post("/orders/<order_id:int>/cancel")
+    def cancel_order(order_id: int):
+        """Cancel the order: 202 the first time (OrderCancelled is published), 200 after."""
+        with tracing.continuing(bottle.request.get_header("traceparent")):
+            outcome, row = cancel(order_id) if 0 < order_id <= MAX_ORDER_ID else ("unknown", None)
+        if outcome == "unknown":
+            return _error(404, f"no order {order_id}")
+        bottle.response.status = CANCEL_CODE[outcome]
         return _with_status(row)
 
     @app.get("/orders")
@@ -131,10 +154,14 @@ def _read_order_request(max_body_bytes: int):
 
 
 def _with_status(row: dict) -> dict:
+    """The order, its status (the furthest step of the chain, or cancelled), why it
+    was cancelled, whether its money went back, and the time of each step."""
     reached = [step for step in STEPS if row[step]]
+    status = "cancelled" if row["cancelled"] else reached[-1] if reached else "accepted"
     order = {name: row[name] for name in ("orderId", "userId", "itemId", "qty", "ts")}
-    chain = {step: row[step] for step in STEPS} | {"amount": row["amount"], "to": row["to"]}
-    return order | {"status": reached[-1] if reached else "accepted", "chain": chain}
+    chain = {step: row[step] for step in (*STEPS, *SAGA, "cancelEmailed", "refundEmailed")}
+    chain |= {"amount": row["amount"], "to": row["to"], "refund": row["refund"]}
+    return order | {"status": status, "reason": row["reason"], "refunded": bool(row["refunded"]), "chain": chain}
 
 
 def timeline(row: dict) -> dict:
@@ -143,9 +170,12 @@ def timeline(row: dict) -> dict:
     OrderCreated to orders' relay (or, once the outbox has dropped that row after
     its retention, when orders read the event back); paid, counted from
     acceptance, since billing may read the event before that acknowledgment
-    reaches orders; emailed, from the payment. A hop not reached yet has no time."""
+    reaches orders; emailed, from the payment. A hop not reached yet has no time.
+    A cancelled order's timeline goes on with where it stopped: declined (from
+    acceptance), cancelled, and refunded (from the cancel), each only if it happened."""
     created = row["onTopic"] or row["created"]
     times = {"accepted": row["ts"], "created": created, "paid": row["paid"], "emailed": row["emailed"]}
+    times |= {step: row[step] for step in SAGA if row[step]}
     hops = []
     for step, at in times.items():
         start = times.get(CAUSE.get(step, ""))

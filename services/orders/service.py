@@ -1,5 +1,7 @@
 """orders: accepts orders over HTTP, emits OrderCreated, and follows each order
-along the chain (created, paid, emailed) from the events on the topic."""
+along the chain (created, paid, emailed) from the events on the topic. Cancels
+an order, once, when its payment is declined or its customer asks, and emits
+OrderCancelled; follows what comes of it (refunded, the emails)."""
 
 import json
 import logging
@@ -19,11 +21,15 @@ from eventbus.settings import HOST, IPV6, Env, Settings, checked
 from eventbus.store import Store, StoreUnavailable, Transaction
 from generated.create_order_request import CreateOrderRequest
 from generated.email_sent import EmailSent
+from generated.order_cancelled import OrderCancelled
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
+from generated.payment_declined import PaymentDeclined
+from generated.payment_refunded import PaymentRefunded
 from services.orders.api import make_app
 
 log = logging.getLogger("orders")
+CUSTOMER_CANCELLED = "cancelled by the customer"
 # An automatic id must be one the API takes back, to replay the order.
 MAX_ORDER_ID: int = contracts.schema("CreateOrderRequest")["properties"]["orderId"]["maximum"]
 ANSWER_WITHIN_S = 1.0  # an HTTP request waits this long for the database, then gets 503
@@ -75,6 +81,12 @@ def create_tables(store: Store) -> None:
         pk="orderId",
     )
     store.create_table("sequence", {"name": str, "last": int}, pk="name")
+    store.create_table("cancellations", {"orderId": int, "reason": str, "cancelledAt": str}, pk="orderId")
+    store.create_table(
+        "saga",
+        {"orderId": int, "declined": str, "refunded": str, "refund": int, "cancelEmailed": str, "refundEmailed": str},
+        pk="orderId",
+    )
 
 
 def place_order(
@@ -142,8 +154,12 @@ def _take_next_order_id(tx: Transaction, maximum: int) -> int | None:
 
 
 ORDER_WITH_CHAIN = (
-    'SELECT o."orderId", o."userId", o."itemId", o.qty, o.ts, c.created, c.paid, c.amount, c.emailed, c."to", c.trace'
+    'SELECT o."orderId", o."userId", o."itemId", o.qty, o.ts,'
+    ' c.created, c.paid, c.amount, c.emailed, c."to", c.trace,'
+    ' x."reason", x."cancelledAt" AS "cancelled", s."declined", s."refunded", s."refund",'
+    ' s."cancelEmailed", s."refundEmailed"'
     ' FROM orders o LEFT JOIN chain c ON c."orderId" = o."orderId"'
+    ' LEFT JOIN "cancellations" x ON x."orderId" = o."orderId" LEFT JOIN "saga" s ON s."orderId" = o."orderId"'
 )
 
 
@@ -172,6 +188,41 @@ def latest_orders(service: Service, limit: int) -> list[dict]:
     return [row | {"onTopic": on_topic.get(key)} for row, key in zip(latest, keys, strict=True)]
 
 
+def decide_cancel(exists: bool, cancelled_before: bool) -> str:
+    """What a cancel does: `unknown` order, `cancelled` now (OrderCancelled goes out), or `already` cancelled."""
+    if not exists:
+        return "unknown"
+    return "already" if cancelled_before else "cancelled"
+
+
+def cancel(tx: Transaction, order_id: int, reason: str, now: str) -> tuple[str, OrderCancelled | None]:
+    """Cancel the order inside `tx`: the outcome (see decide_cancel) and the
+    OrderCancelled to publish, once: the cancellation's primary key lets one
+    caller through, whoever comes second."""
+    exists = tx.execute('SELECT 1 FROM "orders" WHERE "orderId" = ?', [order_id]).fetchone() is not None
+    insert = (
+        'INSERT INTO "cancellations" ("orderId", "reason", "cancelledAt") VALUES (?, ?, ?)'
+        ' ON CONFLICT ("orderId") DO NOTHING'
+    )
+    new = exists and tx.execute(insert, [order_id, reason, now]).rowcount == 1
+    outcome = decide_cancel(exists, cancelled_before=exists and not new)
+    if outcome != "cancelled":
+        return outcome, None
+    cancelled = OrderCancelled(orderId=order_id, reason=reason, ts=now)
+    log.info("Order cancelled %s", asdict(cancelled))
+    return outcome, cancelled
+
+
+def cancel_order(service: Service, order_id: int) -> tuple[str, dict | None]:
+    """A customer's cancel: its outcome (see decide_cancel) and the order as it is now."""
+    with service.store.transaction() as tx:
+        outcome, cancelled = cancel(tx, order_id, CUSTOMER_CANCELLED, timestamp())
+        if cancelled:
+            service.publish(tx, cancelled)
+    service.relay.wake()
+    return outcome, find_order(service, order_id)
+
+
 def chain_step(event: OrderCreated | PaymentCaptured | EmailSent) -> dict:
     """The columns of the order's chain status that `event` fills in."""
     if isinstance(event, OrderCreated):
@@ -181,8 +232,20 @@ def chain_step(event: OrderCreated | PaymentCaptured | EmailSent) -> dict:
     return {"emailed": event.ts, "to": event.to}
 
 
+def saga_step(event: PaymentDeclined | PaymentRefunded | EmailSent) -> dict:
+    """The columns of the order's saga (what happened after the happy path stopped) that `event` fills in."""
+    if isinstance(event, PaymentDeclined):
+        return {"declined": event.ts}
+    if isinstance(event, PaymentRefunded):
+        return {"refunded": event.ts, "refund": event.amount}
+    return {"cancelEmailed" if event.template == "order_cancelled" else "refundEmailed": event.ts}
+
+
 def track(event: OrderCreated | PaymentCaptured | EmailSent, tx: Transaction) -> list:
-    """Record the step of the chain that `event` shows, and the order's trace; the first one seen wins."""
+    """Record the step of the chain that `event` shows, and the order's trace; the first one seen wins.
+    An email about a cancellation or a refund is a step of the order's saga instead."""
+    if isinstance(event, EmailSent) and event.template not in (None, "order_confirmed"):
+        return track_saga(event, tx)
     step = chain_step(event) | {"trace": tracing.current_trace_id()}
     tx.execute('INSERT INTO chain ("orderId") VALUES (?) ON CONFLICT DO NOTHING', [event.orderId])
     columns = ", ".join(f'"{name}" = COALESCE("{name}", ?)' for name in step)
@@ -190,7 +253,27 @@ def track(event: OrderCreated | PaymentCaptured | EmailSent, tx: Transaction) ->
     return []
 
 
-HANDLERS = {event_type: Handler(track) for event_type in (OrderCreated, PaymentCaptured, EmailSent)}
+def track_saga(event: PaymentDeclined | PaymentRefunded | EmailSent, tx: Transaction) -> list:
+    """Record the step of the saga that `event` shows; the first one seen wins."""
+    step = saga_step(event)
+    tx.execute('INSERT INTO "saga" ("orderId") VALUES (?) ON CONFLICT ("orderId") DO NOTHING', [event.orderId])
+    columns = ", ".join(f'"{name}" = COALESCE("{name}", ?)' for name in step)
+    tx.execute(f'UPDATE "saga" SET {columns} WHERE "orderId" = ?', [*step.values(), event.orderId])
+    return []
+
+
+def cancel_declined(declined: PaymentDeclined, tx: Transaction) -> list[OrderCancelled]:
+    """A declined payment cancels the order, with the decline's reason."""
+    track_saga(declined, tx)
+    _, cancelled = cancel(tx, declined.orderId, declined.reason, timestamp())
+    return [cancelled] if cancelled else []
+
+
+HANDLERS = {
+    **{event_type: Handler(track) for event_type in (OrderCreated, PaymentCaptured, EmailSent)},
+    PaymentRefunded: Handler(track_saga),
+    PaymentDeclined: Handler(cancel_declined, once_per=lambda declined: declined.orderId),
+}
 
 
 @dataclass(frozen=True)
@@ -225,16 +308,23 @@ def answering_within(seconds: float, workers: int) -> Callable:
     return call
 
 
-def main() -> None:
-    settings, http = checked(read_settings)
-    service = Service(settings, HANDLERS, create_tables, relaxed=True)  # following the chain is for the page
-    within = answering_within(ANSWER_WITHIN_S, workers=8)
-    app = make_app(
+def make_orders_app(service: Service, max_body_bytes: int, answer_within_s: float = ANSWER_WITHIN_S):
+    """The HTTP API over the service's store and outbox, each call given up
+    after `answer_within_s` (see answering_within)."""
+    within = answering_within(answer_within_s, workers=8)
+    return make_app(
         place=lambda request: within(lambda deadline: place_order(service, request, deadline=deadline)),
         find=lambda order_id: within(lambda deadline: find_order(service, order_id)),
         latest=lambda limit: within(lambda deadline: latest_orders(service, limit)),
+        cancel=lambda order_id: within(lambda deadline: cancel_order(service, order_id)),
         pending=lambda: within(lambda deadline: outbox.pending(service.store)),
-        max_body_bytes=http.max_body_bytes,
+        max_body_bytes=max_body_bytes,
     )
+
+
+def main() -> None:
+    settings, http = checked(read_settings)
+    service = Service(settings, HANDLERS, create_tables, relaxed=True)  # following the chain is for the page
+    app = make_orders_app(service, http.max_body_bytes)
     server = waitress.create_server(app, host=http.host, port=http.port, threads=4, ident="orders")
     service.run(serve=server.run, close=server.close)

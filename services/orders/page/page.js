@@ -15,20 +15,37 @@ function element(tag, attributes, ...children) {
   return node;
 }
 
+// Where a chain that stopped ends: shown in red.
+const STOPS = new Set(["declined", "cancelled", "refunded"]);
+
 function hop(step) {
   const took = step.tookMs === null ? "" : `+${step.tookMs} ms`;
-  return element("span", { className: step.at ? "hop done" : "hop", title: step.at || "not yet" },
+  const className = ["hop", STOPS.has(step.step) ? "stop" : "", step.at ? "done" : ""].join(" ");
+  return element("span", { className, title: step.at || "not yet" },
     step.step, element("span", { className: "took" }, took));
 }
 
+function fate(order) {
+  if (order.status !== "cancelled") {
+    const button = element("button", { className: "cancel", type: "button" }, "Cancel");
+    button.addEventListener("click", () => cancelOrder(order.orderId));
+    return button;
+  }
+  const money = order.refunded ? `${order.chain.refund} refunded` : "nothing refunded";
+  return element("span", { className: "cancelled" }, `cancelled: ${order.reason} · ${money}`);
+}
+
 function orderItem(order) {
-  const amount = order.chain.amount === null ? "not charged yet" : `amount ${order.chain.amount}`;
+  const stopped = order.status === "cancelled";
+  const amount = order.chain.amount !== null ? `amount ${order.chain.amount}` : stopped ? "not charged" : "not charged yet";
+  const email = order.chain.to || (order.chain.cancelEmailed ? "cancellation emailed" : "no email yet");
   const summary = element("div", { className: "summary" },
     element("b", {}, `Order ${order.orderId}`),
     element("span", {}, `customer ${order.userId} · ${order.qty} × item ${order.itemId}`),
     element("span", {}, amount),
-    element("span", {}, order.chain.to || "no email yet"),
-    element("span", { className: "trace" }, `trace ${order.traceId || "-"}`));
+    element("span", {}, email),
+    element("span", { className: "trace" }, `trace ${order.traceId || "-"}`),
+    fate(order));
   const chain = element("div", { className: "chain" }, ...order.timeline.map(hop));
   const item = element("li", { className: "order", id: `order-${order.orderId}` }, summary, chain);
   item.dataset.status = order.status;
@@ -61,6 +78,19 @@ async function placeOrder(event) {
     result.className = response.ok ? "" : "error";
     const problems = (answer.problems || []).map((p) => `${p.field}: ${p.message}`).join("; ");
     result.textContent = response.ok ? `Order ${answer.orderId} accepted` : [answer.error, problems].join(" ");
+  } catch (error) {
+    result.className = "error";
+    result.textContent = `orders is not answering (${error.message})`;
+  }
+  refresh();
+}
+
+async function cancelOrder(orderId) {
+  const result = document.getElementById("form-result");
+  try {
+    const response = await fetch(`/orders/${orderId}/cancel`, { method: "POST" });
+    result.className = response.ok ? "" : "error";
+    result.textContent = response.ok ? `Order ${orderId} cancelled` : readJson(await response.text()).error;
   } catch (error) {
     result.className = "error";
     result.textContent = `orders is not answering (${error.message})`;
