@@ -1,6 +1,7 @@
 """`python -m bench.soak` (`make soak`): hours, not minutes. The open loop at a
-steady rate for a long time on a fresh local stack, sampling every SQLite
-file, each process's RSS and each consumer group's lag; at the end, growth
+steady rate for a long time on a fresh local stack, sampling the size of
+every store (SQLite files, or PostgreSQL databases), each process's RSS and
+each consumer group's lag; at the end, growth
 per hour of each, and every effect counted: an accepted order without its
 charge or email is lost, a second charge or email (another ce_id) is doubled.
 Both must be zero. Prints a table, writes .bench/soak-latest.json; exits 1
@@ -14,13 +15,14 @@ import statistics
 import sys
 import threading
 import time
-from pathlib import Path
 
 from bench import chain, report
 from bench.memory import rss_mb
 from bench.progress import Progress, until_interrupted
 from bench.target import SOAK, Target, open_target
 from bench.watcher import STAGES, ChainWatcher
+from devstack.stack import StackConfig
+from eventbus.store import Store, StoreUnavailable, open_store
 
 WORKERS = 64
 WARMUP_SHARE = 0.1  # growth is fitted after the first tenth of the run (caches and pages filling)
@@ -50,7 +52,7 @@ def soak(args: argparse.Namespace, progress: Progress) -> dict:
     with open_target(progress.note, SOAK) as target:
         if not target.local:
             raise SystemExit("make soak runs its own local stack; unset ORDERS_URL")
-        data = target.stack.config.home / "data"
+        config = target.stack.config
         watcher = ChainWatcher(target.bootstrap_servers, target.partitions())
         try:
             figures: dict = {}
@@ -65,12 +67,12 @@ def soak(args: argparse.Namespace, progress: Progress) -> dict:
             samples = []
             load.start()
             while load.is_alive():
-                samples.append(_sample(target, data, started))
+                samples.append(_sample(target, config, started))
                 load.join(args.sample)
             results["lag_after_settle"] = target.wait_settled()
-            samples.append(_sample(target, data, started))
+            samples.append(_sample(target, config, started))
             results |= {key: figures.get(key) for key in ("achieved_rate", "p50_ms", "p99_ms", "http_p99_ms")}
-            results["effects"] = _effects(data, watcher, figures.get("accepted_total", 0))
+            results["effects"] = _effects(config, watcher, figures.get("accepted_total", 0))
         finally:
             watcher.close()
     results["samples"] = samples
@@ -78,21 +80,21 @@ def soak(args: argparse.Namespace, progress: Progress) -> dict:
     return results
 
 
-def _sample(target: Target, data: Path, started: float) -> dict:
-    """Sizes of every SQLite file, outbox rows, RSS per process, lag per group."""
+def _sample(target: Target, config: StackConfig, started: float) -> dict:
+    """Size of every store, outbox rows, RSS per process, lag per group."""
     return {
         "t": round(time.monotonic() - started, 1),
-        "file_mb": {path.name: path.stat().st_size / 2**20 for path in sorted(data.glob("*.db*"))},
-        "outbox_rows": {path.stem: _count(path, "SELECT COUNT(*) FROM outbox") for path in _service_dbs(data)},
+        "file_mb": _sizes_mb(config),
+        "outbox_rows": {service: _count(config, service, "SELECT COUNT(*) AS n FROM outbox") for service in SERVICES},
         "rss_mb": {name: rss_mb(pid) for name, pid in target.pids().items()},
         "lag": target.lag_by_group(),
     }
 
 
-def _effects(data: Path, watcher: ChainWatcher, accepted: int) -> dict:
+def _effects(config: StackConfig, watcher: ChainWatcher, accepted: int) -> dict:
     """Each accepted order must have exactly one charge and one email."""
-    charges = _count(data / "billing.db", 'SELECT COUNT(*) FROM "charges"')
-    emails = _count(data / "mailbox.db", 'SELECT COUNT(*) FROM "emails"')
+    charges = _count(config, "billing", 'SELECT COUNT(*) AS n FROM "charges"')
+    emails = _count(config, "notifications", 'SELECT COUNT(*) AS n FROM "emails"', "mailbox")
     emailed = watcher.emailed()
     return {
         "accepted": accepted,
@@ -123,20 +125,29 @@ def _growth(samples: list[dict], after_s: float) -> dict:
     return growth
 
 
-def _service_dbs(data: Path) -> list[Path]:
-    return [data / f"{name}.db" for name in ("orders", "billing", "notifications") if (data / f"{name}.db").exists()]
+SERVICES = ("orders", "billing", "notifications")
 
 
-def _count(path: Path, query: str) -> int | None:
-    """One number from a service's SQLite file, read-only (the service keeps writing)."""
+def _sizes_mb(config: StackConfig) -> dict[str, float]:
+    """Every SQLite file of the stack, or each service's PostgreSQL database."""
+    if config.store == "sqlite":
+        return {path.name: path.stat().st_size / 2**20 for path in sorted((config.home / "data").glob("*.db*"))}
+    query = "SELECT pg_database_size(current_database()) AS n"
+    return {service: (_count(config, service, query) or 0) / 2**20 for service in SERVICES}
+
+
+def _count(config: StackConfig, service: str, query: str, name: str | None = None) -> int | None:
+    """One number from a service's store (`name`: another SQLite file of it); None while it cannot be read."""
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-        try:
-            return connection.execute(query).fetchone()[0]
-        finally:
-            connection.close()
-    except sqlite3.Error:
+        store: Store = open_store(config.service_settings(service), name)
+    except StoreUnavailable:
         return None
+    try:
+        return store.query(query)[0]["n"]
+    except (StoreUnavailable, sqlite3.Error):
+        return None
+    finally:
+        store.close()
 
 
 def table(r: dict) -> str:
