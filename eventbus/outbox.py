@@ -22,6 +22,7 @@ from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka.errors import KafkaError
 from sqlite_utils import Database
 
+from eventbus import metrics, tracing
 from eventbus.contracts import Event
 from eventbus.envelope import seal
 from eventbus.kafka import connect, make_producer
@@ -80,6 +81,11 @@ def prune(db: Database, retention_s: float) -> int:
 
 def pending(db: Database) -> int:
     return db["outbox"].count_where("sent_at IS NULL")
+
+
+def oldest_pending(db: Database) -> tuple[int, str | None]:
+    """How many rows wait for Kafka, and when the oldest of them was written."""
+    return db.execute("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE sent_at IS NULL").fetchone()
 
 
 class Relay:
@@ -190,21 +196,26 @@ class Relay:
             if self._unmarked and (mark_now or self._mark_due_in() <= 0):
                 self._mark_sent()
             return 0
-        sends = [
-            (
-                row["id"],
-                producer.send(row["topic"], key=row["key"], value=row["value"], headers=_headers(row["headers"])),
-            )
-            for row in rows
-        ]
+        began = time.monotonic()
+        sends = [(row["id"], *self._send(producer, row)) for row in rows]
         producer.flush(timeout=30)
-        self._unmarked += [row_id for row_id, future in sends if future.succeeded()]
-        failed = next((future.exception for _, future in sends if future.failed()), None)
+        metrics.RELAY_PUBLISH.observe(time.monotonic() - began)
+        for _, span, future in sends:
+            tracing.published(span, future)
+        self._unmarked += [row_id for row_id, _, future in sends if future.succeeded()]
+        failed = next((future.exception for _, _, future in sends if future.failed()), None)
         if self._unmarked and (failed or mark_now or self._mark_due_in() <= 0):
             self._mark_sent()
         if failed:
             raise failed
         return len(rows)
+
+    @staticmethod
+    def _send(producer, row: dict) -> tuple:
+        """Hand one row to the producer inside a producer span, child of the span that wrote the row."""
+        headers = dict(_headers(row["headers"]))
+        span = tracing.publishing(row["topic"], row["key"], headers)
+        return span, producer.send(row["topic"], key=row["key"], value=row["value"], headers=list(headers.items()))
 
     def _mark_due_in(self) -> float:
         return self._marked_at + MARK_EVERY_S - time.monotonic()

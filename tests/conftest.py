@@ -1,6 +1,6 @@
 """Shared fixtures: a SQLite store, an in-process WSGI caller, a fake Kafka
-consumer the consumer loop can run against, and Kafka records built from
-sealed events. Nothing here touches a network or a broker."""
+consumer the consumer loop can run against, Kafka records built from sealed
+events, and the spans a test made. Nothing here touches a network or a broker."""
 
 # ruff: noqa: E402 -- the warning filter has to be in place before kafka-python is imported.
 import warnings
@@ -19,8 +19,11 @@ import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from eventbus import ledger, outbox
+from eventbus import ledger, outbox, tracing
 from eventbus.store import Store
 
 TOPIC = "orders.events"
@@ -47,6 +50,25 @@ def outbox_rows(store):
         return [row | {"headers": dict(outbox._headers(row["headers"]))} for row in query]
 
     return rows
+
+
+# --- traces -------------------------------------------------------------------
+
+_FINISHED = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def traced():
+    """OpenTelemetry's SDK as a service sets it up (exporter none), keeping spans in memory."""
+    tracing.configure("test", "none")
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(_FINISHED))
+
+
+@pytest.fixture
+def spans():
+    """`spans()`: the spans finished since the test began, oldest first."""
+    _FINISHED.clear()
+    return _FINISHED.get_finished_spans
 
 
 # --- Kafka --------------------------------------------------------------------
@@ -99,6 +121,7 @@ class FakeConsumer:
         self.seeks: list[tuple[int, int]] = []  # (partition, offset)
         self.on_commit = lambda: None
         self._fetcher = SimpleNamespace(config={})  # what eventbus.kafka.Poller paces
+        self._subscription = SimpleNamespace(all_consumed_offsets=dict)  # what eventbus.metrics reads the lag from
 
     def poll(self, timeout_ms: int = 0) -> dict[TopicPartition, list[ConsumerRecord]]:
         records = self._polls.pop(0) if self._polls else []
@@ -115,6 +138,9 @@ class FakeConsumer:
 
     def commit(self, offsets, timeout_ms=None) -> None:
         self.commit_async(offsets)
+
+    def highwater(self, partition: TopicPartition) -> None:
+        return None
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.seeks.append((partition.partition, offset))

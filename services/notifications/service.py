@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 from sqlite_utils import Database
 
+from eventbus import tracing
 from eventbus.consumer import Handler, Rejected, TransientError
 from eventbus.contracts import timestamp
 from eventbus.service import Service
@@ -41,15 +42,17 @@ class LogMailer:
         store.db()["mailbox"].create({"orderId": int, "to": str, "ts": str}, pk="orderId", if_not_exists=True)
 
     def send(self, email: EmailSent) -> None:
-        if self._chance() < self._failure_rate:
-            raise MailerUnavailable("simulated mailer failure")
-        with self._store.transaction() as tx:
-            new = tx.execute(
-                "INSERT OR IGNORE INTO mailbox (orderId, [to], ts) VALUES (?, ?, ?)",
-                (email.orderId, email.to, email.ts),
-            ).rowcount
-        if new:
-            log.info("Sending email %s", asdict(email))
+        with tracing.span("send email", **{"email.order_id": email.orderId}) as span:
+            if self._chance() < self._failure_rate:
+                raise MailerUnavailable("simulated mailer failure")
+            with self._store.transaction() as tx:
+                new = tx.execute(
+                    "INSERT OR IGNORE INTO mailbox (orderId, [to], ts) VALUES (?, ?, ?)",
+                    (email.orderId, email.to, email.ts),
+                ).rowcount
+            span.set_attribute("email.sent", bool(new))  # False: the provider had it already (a resend)
+            if new:
+                log.info("Sending email %s", asdict(email))
 
 
 def create_tables(db: Database) -> None:

@@ -12,7 +12,7 @@ from eventbus import contracts, outbox, tracing
 from eventbus.consumer import Handler
 from eventbus.contracts import timestamp
 from eventbus.service import Service
-from eventbus.settings import HOST, IPV6, Env, Settings, checked
+from eventbus.settings import HOST, IPV6, URL, Env, Settings, checked
 from generated.create_order_request import CreateOrderRequest
 from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
@@ -162,6 +162,7 @@ class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 5002
     max_body_bytes: int = 16 * 1024
+    trace_view: str | None = None  # a trace viewer's address of a trace, with {traceId} in it
 
 
 def read_settings(env: Env) -> tuple[Settings, HttpSettings]:
@@ -169,6 +170,13 @@ def read_settings(env: Env) -> tuple[Settings, HttpSettings]:
         host=env.text("HTTP_HOST", HttpSettings.host, f"{HOST}|{IPV6}", "a host name or IP address, such as 127.0.0.1"),
         port=env.port("HTTP_PORT", HttpSettings.port),
         max_body_bytes=env.whole("MAX_BODY_BYTES", HttpSettings.max_body_bytes, 1, expected="a whole number of bytes"),
+        trace_view=env.text(
+            "TRACE_VIEW",
+            "",
+            rf"|{URL}\{{traceId\}}\S*",
+            "a URL with {traceId} in it, such as http://127.0.0.1:9411/zipkin/traces/{traceId}",
+        )
+        or None,
     )
     return Settings.from_env("orders", env), http
 
@@ -182,6 +190,7 @@ def main() -> None:
         latest=lambda limit: latest_orders(service, limit),
         pending=lambda: outbox.pending(service.store.db()),
         max_body_bytes=http.max_body_bytes,
+        trace_view=http.trace_view,
     )
     server = waitress.create_server(app, host=http.host, port=http.port, threads=4, ident="orders")
     service.run(serve=server.run, close=server.close)

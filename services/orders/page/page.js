@@ -21,6 +21,14 @@ function hop(step) {
     step.step, element("span", { className: "took" }, took));
 }
 
+// The order's trace id; a link to the trace in the trace viewer when traces are exported.
+function traceOf(order) {
+  const id = order.traceId || "-";
+  if (!order.traceUrl) return element("span", { className: "trace" }, `trace ${id}`);
+  return element("span", { className: "trace" }, "trace ",
+    element("a", { href: order.traceUrl, target: "_blank", rel: "noopener", className: "trace-link" }, id));
+}
+
 function orderItem(order) {
   const amount = order.chain.amount === null ? "not charged yet" : `amount ${order.chain.amount}`;
   const summary = element("div", { className: "summary" },
@@ -28,7 +36,7 @@ function orderItem(order) {
     element("span", {}, `customer ${order.userId} · ${order.qty} × item ${order.itemId}`),
     element("span", {}, amount),
     element("span", {}, order.chain.to || "no email yet"),
-    element("span", { className: "trace" }, `trace ${order.traceId || "-"}`));
+    traceOf(order));
   const chain = element("div", { className: "chain" }, ...order.timeline.map(hop));
   const item = element("li", { className: "order", id: `order-${order.orderId}` }, summary, chain);
   item.dataset.status = order.status;
