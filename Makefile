@@ -91,7 +91,7 @@ soak: $(INSTALLED) ## Hours, not minutes: growth per hour and lost/doubled effec
 	$(BIN)/python -m bench.soak $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) \
 	$(if $(RETENTION),--retention $(RETENTION))
 
-run: $(INSTALLED) ## Start Kafka and the three services in the foreground (Ctrl-C stops)
+run: $(INSTALLED) ## Start Kafka and the three services in the foreground (TRACES=1: and Zipkin; Ctrl-C stops)
 	@$(BIN)/python -m devstack run
 
 tail: $(INSTALLED) ## Show the events on the topics live (ORDER=42 TYPE=PaymentCaptured FROM=beginning; Ctrl-C stops)

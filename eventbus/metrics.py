@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from kafka import KafkaConsumer
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+disable_created_metrics()  # no `_created` series beside every counter: nothing here reads them
 EVENTS = Counter(
     "consumer_events",
     "Records this service's consumer finished with, by event type and outcome"

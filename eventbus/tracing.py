@@ -122,8 +122,9 @@ def consuming(record: ConsumerRecord, group: str) -> Iterator[Span]:
         attributes["messaging.message.id"] = headers["ce_id"].decode(errors="replace")
     if headers.get("ce_type"):
         attributes["cloudevents.event_type"] = headers["ce_type"].decode(errors="replace")
+    name = f"process {attributes.get('cloudevents.event_type', record.topic)}"  # "process OrderCreated"
     with _tracer.start_as_current_span(
-        f"process {record.topic}", context=extract(headers), kind=SpanKind.CONSUMER, attributes=attributes
+        name, context=extract(headers), kind=SpanKind.CONSUMER, attributes=attributes
     ) as span:
         yield span
 
@@ -148,7 +149,10 @@ def publishing(topic: str, key: bytes | None, headers: dict[str, bytes]) -> Span
         attributes["messaging.kafka.message.key"] = key.decode(errors="replace")
     if headers.get("ce_id"):
         attributes["messaging.message.id"] = headers["ce_id"].decode(errors="replace")
-    span = _tracer.start_span(f"send {topic}", context=extract(headers), kind=SpanKind.PRODUCER, attributes=attributes)
+    event_type = (headers.get("ce_type") or topic.encode()).decode(errors="replace")
+    span = _tracer.start_span(
+        f"send {event_type}", context=extract(headers), kind=SpanKind.PRODUCER, attributes=attributes
+    )
     inject(headers, span)
     return span
 
