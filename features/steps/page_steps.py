@@ -46,3 +46,33 @@ def step_page_emailed(context, amount):
     assert browser.execute_script("return window.notReloaded") is True, "the page was reloaded"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "order-page.png"))  # the picture in the README
+
+
+@when("the order's trace is opened from the page")
+def step_open_trace(context):
+    trace_id = context.driver.wait_for_event(context.order_id, "EmailSent").trace_id
+    wait_until(
+        lambda: any(span.name == "send email" for span in context.zipkin.trace(trace_id)),
+        f"Zipkin holds the email's span of trace {trace_id}",
+    )
+    link = context.browser.find_element(By.CSS_SELECTOR, f"#order-{context.order_id} a.trace-link")
+    assert link.text == trace_id, link.text
+    opened = set(context.browser.window_handles)
+    link.click()  # the trace opens in a tab of its own
+    tab = wait_until(lambda: set(context.browser.window_handles) - opened, "the trace's tab opens").pop()
+    context.browser.switch_to.window(tab)
+
+
+@then("the trace viewer shows orders, billing and notifications in that one trace")
+def step_trace_viewer(context):
+    browser = context.browser
+    wait_until(
+        lambda: (
+            {"orders", "billing", "notifications"}
+            <= set(browser.find_element(By.TAG_NAME, "body").text.lower().split())
+        ),
+        "Zipkin's trace page names the three services",
+    )
+    assert "/zipkin/traces/" in browser.current_url, browser.current_url
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "zipkin-trace.png"))  # the picture in the README
