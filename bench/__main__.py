@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from bench import baselines, chain, plot, report
+from bench import baselines, chain, plot, report, traces_cost
 from bench.cpu import CpuMeter
 from bench.memory import RssSampler
 from bench.progress import Progress, until_interrupted
@@ -72,6 +72,8 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict:
         finally:
             watcher.close()
         results |= _idle(target, args, progress)
+        if not args.smoke:  # last: it restarts the services, with traces on the second time
+            results |= traces_cost.measure(target, partitions, args.rate, args.duration, LATENCY_WORKERS, progress)
         results["broker_heap_mb"] = target.broker_heap_mb()
         if target.local:
             results["restarts"] = {name: child.restarts for name, child in target.stack.supervisor.children.items()}

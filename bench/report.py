@@ -150,6 +150,8 @@ def table(results: dict) -> str:
         _row("4. Stretch: chain vs naive peer", t["chain_vs_peer"], " orders/s"),
         _row("5. Highest rate with p99 <= 1 s", t["highest_rate_p99_under_1s"], " orders/s"),
         ("Chain / relay (issue 5)", _pct(_ratio(r.get("chain_orders_per_s"), r.get("relay_msgs_per_s"))), "", ""),
+        (f"Traces on / off, CPU/order @ {rate}", _times(r.get("traces_cpu_ratio")), "", ""),
+        (f"Traces on / off, p99 @ {rate}", _times(r.get("traces_p99_ratio")), "", ""),
     ]
     rss = r.get("rss_mb") or {}
     for name in sorted(name for name in rss if name != "kafka") or ["services"]:
@@ -237,6 +239,10 @@ def _notes(r: dict) -> list[str]:
         f" load average before the run {r.get('load_before')}"
     )
     return notes
+
+
+def _times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f}x"
 
 
 def _num(value, unit: str) -> str:

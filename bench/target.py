@@ -23,11 +23,20 @@ GROUPS = ("orders", "billing", "notifications")  # each service's consumer group
 # PORT_OFFSET moves them, as for the features, so several checkouts can run side by side.
 _OFFSET = env_int("PORT_OFFSET", 0)
 LOCAL = StackConfig(
-    home=Path(".run/bench"), kafka_port=29092 + _OFFSET, controller_port=29093 + _OFFSET, orders_port=25002 + _OFFSET
+    home=Path(".run/bench"),
+    kafka_port=29092 + _OFFSET,
+    controller_port=29093 + _OFFSET,
+    orders_port=25002 + _OFFSET,
+    metrics_port=29101 + _OFFSET,
+    zipkin_port=29411 + _OFFSET,  # started only to measure the cost of traces (bench/traces_cost.py)
 )
 RUN_PIDS = Path(".run/pids.json")  # what `make run` in this folder started
 SOAK = StackConfig(  # `make soak` beside a `make bench`: ten ports up
-    home=Path(".run/soak"), kafka_port=29102 + _OFFSET, controller_port=29103 + _OFFSET, orders_port=25012 + _OFFSET
+    home=Path(".run/soak"),
+    kafka_port=29102 + _OFFSET,
+    controller_port=29103 + _OFFSET,
+    orders_port=25012 + _OFFSET,
+    metrics_port=29111 + _OFFSET,
 )
 
 
