@@ -127,8 +127,10 @@ class ConsumerLoop:
         with tracing.consuming(record, self._settings.service) as span, tx.atomic():
             outcome = self._process(tx, record)
             span.set_attribute("outcome", outcome)
-        event_type = next((value for name, value in record.headers or [] if name == "ce_type"), b"")
-        metrics.EVENTS.labels(event_type.decode(errors="replace") or "none", outcome).inc()
+        event_type = next((value for name, value in record.headers or [] if name == "ce_type"), b"").decode(
+            errors="replace"
+        )
+        metrics.EVENTS.labels(event_type if event_type in EVENT_TYPES else "other", outcome).inc()  # a bounded label
 
     def _process(self, tx: Database, record: ConsumerRecord) -> str:
         """Handle one message inside the batch's transaction; returns what became of it."""

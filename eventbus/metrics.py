@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 disable_created_metrics()  # no `_created` series beside every counter: nothing here reads them
 EVENTS = Counter(
     "consumer_events",
-    "Records this service's consumer finished with, by event type and outcome"
+    "Records this service's consumer finished with, by event type (other: none of ours) and outcome"
     " (handled, duplicate: skipped by the ledger, dead_lettered, ignored: a type it does not know)",
     ["type", "outcome"],
 )

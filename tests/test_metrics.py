@@ -27,7 +27,7 @@ def test_events_are_counted_by_type_and_outcome(store, stop, fake_consumer, kafk
         outcome: value("consumer_events_total", type="OrderCreated", outcome=outcome)
         for outcome in ("handled", "duplicate")
     }
-    poison_before = value("consumer_events_total", type="none", outcome="dead_lettered")
+    poison_before = value("consumer_events_total", type="other", outcome="dead_lettered")
     records = [kafka_record(seal(ORDER, "orders"), offset=n) for n in (0, 1)]
     records.append(kafka_record(headers={"ce_id": b"1"}, value=b"garbage", offset=2))
     handler = Handler(lambda order, tx: [], once_per=lambda order: order.orderId)
@@ -36,7 +36,7 @@ def test_events_are_counted_by_type_and_outcome(store, stop, fake_consumer, kafk
     )
     assert value("consumer_events_total", type="OrderCreated", outcome="handled") == before["handled"] + 1
     assert value("consumer_events_total", type="OrderCreated", outcome="duplicate") == before["duplicate"] + 1
-    assert value("consumer_events_total", type="none", outcome="dead_lettered") == poison_before + 1
+    assert value("consumer_events_total", type="other", outcome="dead_lettered") == poison_before + 1
 
 
 def test_lag_is_the_end_of_each_partition_less_the_consumers_position():
