@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devstack import StartFailed, claim
+from devstack import StartFailed, claim, zipkin
 from devstack.stack import Stack, StackConfig
 from devstack.supervisor import Supervisor
 
@@ -188,3 +188,9 @@ def test_without_traces_no_zipkin_runs_and_no_exporter_is_set(tmp_path):
     stack = Stack(StackConfig(home=tmp_path))
     assert stack.zipkin is None
     assert "OTEL_TRACES_EXPORTER" not in stack.service_env("billing")
+
+
+def test_zipkin_listens_on_the_loopback_interface_only():
+    command = zipkin.Zipkin(port=9511).command()
+    assert "--armeria.ports[0].ip=127.0.0.1" in command
+    assert "--armeria.ports[0].port=9511" in command
