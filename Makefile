@@ -100,14 +100,14 @@ soak: $(INSTALLED) ## Hours, not minutes: growth per hour and lost/doubled effec
 	$(BIN)/python -m bench.soak $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) \
 	$(if $(RETENTION),--retention $(RETENTION))
 
-run: $(INSTALLED) ## Start Kafka and the three services in the foreground (Ctrl-C stops; STORE=postgres adds PostgreSQL)
+run: $(INSTALLED) ## Start Kafka and the three services in the foreground (STORE=postgres adds PostgreSQL, TRACES=1 Zipkin; Ctrl-C stops)
 	@$(BIN)/python -m devstack run
 
 tail: $(INSTALLED) ## Show the events on the topics live (ORDER=42 TYPE=PaymentCaptured FROM=beginning; Ctrl-C stops)
 	$(BIN)/python -m devstack.tail $(if $(ORDER),--order $(ORDER)) $(if $(TYPE),--type $(TYPE)) $(if $(FROM),--from $(FROM))
 
-up: ## Build and start the stack under Docker Compose (orders on 127.0.0.1:5002)
-	docker compose up --build --detach --wait
+up: ## Build and start the stack under Docker Compose (orders on 127.0.0.1:5002; TRACES=1: and Zipkin)
+	$(if $(TRACES),COMPOSE_PROFILES=traces) docker compose up --build --detach --wait
 	@echo "Up. Place an order:  curl -X POST localhost:5002/orders -H 'Content-Type: application/json' -d '{\"userId\":1,\"itemId\":2,\"qty\":1}'"
 	@echo "Follow it:           make logs    Stop:  make down"
 

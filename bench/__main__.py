@@ -11,7 +11,7 @@ import sys
 import time
 from contextlib import nullcontext
 
-from bench import baselines, chain, plot, report
+from bench import baselines, chain, plot, report, traces_cost
 from bench.busy import busy_core
 from bench.cpu import CpuMeter
 from bench.memory import RssSampler
@@ -80,6 +80,8 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict:
         finally:
             watcher.close()
         results |= _idle(target, args, progress)
+        if not args.smoke:  # last: it restarts the services, with traces on the second time
+            results |= traces_cost.measure(target, partitions, args.rate, args.duration, LATENCY_WORKERS, progress)
         results["broker_heap_mb"] = target.broker_heap_mb()
         if target.local:
             results["restarts"] = {name: child.restarts for name, child in target.stack.supervisor.children.items()}

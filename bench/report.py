@@ -214,6 +214,8 @@ def table(results: dict) -> str:
         _row(f"6. One core busy: keeps up @ {rate}", t["loaded_keeps_up"], ""),
         _row("6. One core busy: p99", t["loaded_p99_ms"], " ms"),
         ("Chain / relay (issue 5)", _pct(_ratio(r.get("chain_orders_per_s"), r.get("relay_msgs_per_s"))), "", ""),
+        (f"Traces on / off, CPU/order @ {rate}", _times(r.get("traces_cpu_ratio")), "", ""),
+        (f"Traces on / off, p99 @ {rate}", _times(r.get("traces_p99_ratio")), "", ""),
     ]
     rss = r.get("rss_mb") or {}
     for name in sorted(name for name in rss if name != "kafka") or ["services"]:
@@ -310,6 +312,10 @@ def _notes(r: dict) -> list[str]:
         f" load average before the run {r.get('load_before')}"
     )
     return notes
+
+
+def _times(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.2f}x"
 
 
 def _num(value, unit: str) -> str:

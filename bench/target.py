@@ -30,6 +30,8 @@ LOCAL = StackConfig(
     orders_port=25002 + _OFFSET,
     store=_STORE,
     postgres_port=25432 + _OFFSET,
+    metrics_port=29101 + _OFFSET,
+    zipkin_port=29411 + _OFFSET,  # started only to measure the cost of traces (bench/traces_cost.py)
 )
 RUN_PIDS = Path(".run/pids.json")  # what `make run` in this folder started
 SOAK = StackConfig(  # `make soak` beside a `make bench`: ten ports up
@@ -39,6 +41,7 @@ SOAK = StackConfig(  # `make soak` beside a `make bench`: ten ports up
     orders_port=25012 + _OFFSET,
     store=_STORE,
     postgres_port=25442 + _OFFSET,
+    metrics_port=29111 + _OFFSET,
 )
 
 

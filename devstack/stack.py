@@ -1,7 +1,8 @@
 """The whole stack as processes: settings checked, folder and ports claimed,
 then Kafka, the topics, PostgreSQL (with STORE=postgres) and the services, each
-start step reported on one line. It stops in order (services, then Kafka and
-PostgreSQL) within 15 seconds."""
+start step reported on one line; with TRACES=1 a Zipkin server too, which every
+service sends its spans to. It stops in order (services, then Kafka, PostgreSQL
+and Zipkin) within 15 seconds."""
 
 import os
 import shutil
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack import StartFailed, claim
+from devstack import StartFailed, claim, zipkin
 from devstack.kafka import LIBS, VERSION, Broker, fetch
 from devstack.postgres import Server
 from devstack.supervisor import Supervisor
@@ -50,6 +51,9 @@ class StackConfig:
     replicas: int = 1
     store: str = "sqlite"
     postgres_port: int = 5432
+    traces: bool = False
+    zipkin_port: int = 9411
+    metrics_port: int = 9101  # billing's; each consumer process gets the next one (orders serves /metrics itself)
 
     @classmethod
     def from_env(cls, env: Env) -> "StackConfig":
@@ -62,6 +66,9 @@ class StackConfig:
             replicas=env.whole("REPLICAS", cls.replicas, 1, 16),
             store=read_store(env),
             postgres_port=env.port("POSTGRES_PORT", cls.postgres_port),
+            traces=env.whole("TRACES", 0, 0, 1, "1 (start Zipkin and send it every span) or 0") == 1,
+            zipkin_port=env.port("ZIPKIN_PORT", cls.zipkin_port),
+            metrics_port=env.port("METRICS_PORT", cls.metrics_port),
         )
         if config.controller_port in (config.kafka_port, config.orders_port):
             raise SettingError("KAFKA_CONTROLLER_PORT", str(config.controller_port), "a port of its own")
@@ -99,6 +106,7 @@ class Stack:
         self.fresh = fresh
         self.broker = Broker(config.home / "kafka", config.kafka_port, config.controller_port)
         self.postgres = Server(config.home / "postgres", config.postgres_port) if config.store == "postgres" else None
+        self.zipkin = zipkin.Zipkin(config.zipkin_port) if config.traces else None
         self.supervisor = Supervisor(config.log_dir, echo, pid_file=config.home / "pids.json")
         self.stopping = threading.Event()
         self._lock = None
@@ -118,17 +126,25 @@ class Stack:
             self.config.kafka_port: "Kafka",
             self.config.controller_port: "Kafka's controller",
             self.config.orders_port: "orders",
+            **{port: f"{name}'s metrics" for name, port in self.metrics_ports().items()},
         }
-        settings = "KAFKA_PORT=.. KAFKA_CONTROLLER_PORT=.. ORDERS_PORT=.."
+        settings = "KAFKA_PORT=.. KAFKA_CONTROLLER_PORT=.. ORDERS_PORT=.. METRICS_PORT=.."
         if self.postgres:
             ports[self.postgres.port] = "PostgreSQL"
             settings += " POSTGRES_PORT=.."
+        if self.zipkin:
+            ports[self.zipkin.port] = "Zipkin"
+            settings += " ZIPKIN_PORT=.."
         claim.check_ports(ports, f"run this stack on other ports: {settings} make run")
         self._step("fetch", self._fetch)
+        if self.zipkin:  # it starts while Kafka does, and is waited for before the services
+            self.supervisor.start("zipkin", self.zipkin.command(), orphan_signal=signal.SIGKILL)
         self._step("broker", self._start_broker)
         self._step("topics", self._create_topics)
         if self.postgres:
             self._step("postgres", self._start_postgres)
+        if self.zipkin:
+            self._step("traces", self._wait_for_zipkin)
         self._step("services", self._start_services)
 
     def check_settings(self, env: Env) -> None:
@@ -146,7 +162,20 @@ class Stack:
         }
         if settings.database_url:
             env["DATABASE_URL"] = settings.database_url
+        env["METRICS_PORT"] = str(self.metrics_ports().get(name, ""))  # orders serves them on its HTTP port
+        if self.zipkin:
+            env |= {
+                "OTEL_TRACES_EXPORTER": "zipkin",
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT": self.zipkin.spans_endpoint,
+                "OTEL_BSP_SCHEDULE_DELAY": "500",  # ms: a trace shows up in Zipkin half a second after its spans end
+                "TRACE_VIEW": self.zipkin.trace_view,
+            }
         return env
+
+    def metrics_ports(self) -> dict[str, int]:
+        """The metrics port of each consumer process: billing's first, then one each."""
+        consumers = [name for service, name in self.processes() if service != "orders"]
+        return {name: self.config.metrics_port + number for number, name in enumerate(consumers)}
 
     def start_process(self, service: str, name: str, **env: str) -> None:
         """Start process `name` of `service`; `env` overrides its settings (another HTTP_PORT, say)."""
@@ -185,9 +214,15 @@ class Stack:
 
     def _fetch(self) -> str:
         where = _shown(LIBS.parent)
-        if fetch():
-            return f"Apache Kafka {VERSION} from Maven Central into {where}"
-        return f"Apache Kafka {VERSION} already in {where}"
+        what = (
+            f"Apache Kafka {VERSION} from Maven Central into {where}"
+            if fetch()
+            else f"Apache Kafka {VERSION} already in {where}"
+        )
+        if self.zipkin:
+            where = _shown(zipkin.JAR.parent)
+            what += f"; Zipkin {zipkin.VERSION} {'from Maven Central into' if zipkin.fetch() else 'already in'} {where}"
+        return what
 
     def _start_broker(self) -> str:
         self.broker.prepare()
@@ -208,6 +243,11 @@ class Stack:
         return (
             f"PostgreSQL {version} on 127.0.0.1:{self.postgres.port}, data in {_shown(self.postgres.data)}; {databases}"
         )
+
+    def _wait_for_zipkin(self) -> str:
+        if not self.zipkin.wait_ready(self.stopping):
+            raise Interrupted
+        return f"Zipkin {zipkin.VERSION} on {self.zipkin.url}, the services send it their spans"
 
     def _create_topics(self) -> str:
         topics = {"orders.events": self.config.partitions, "orders.events.dlq": 1}

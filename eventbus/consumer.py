@@ -14,7 +14,7 @@ from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from eventbus import ledger, outbox, tracing
+from eventbus import ledger, metrics, outbox, tracing
 from eventbus.contracts import EVENT_TYPES, Event
 from eventbus.envelope import PoisonMessage, open_message
 from eventbus.kafka import Poller
@@ -74,6 +74,7 @@ class ConsumerLoop:
             batches = self._poller.poll()
             self._polled()
             self._poller.done(self._process_batch(batches, stop) if batches else {})
+            metrics.LAG.take(self._consumer)
         self._poller.close()
 
     def _process_batch(
@@ -92,8 +93,7 @@ class ConsumerLoop:
                     for record in records:
                         if not self._not_for_us(record):
                             try:
-                                with tx.savepoint():
-                                    self._process(tx, record)
+                                self._traced(tx, record)
                             except Exception as error:
                                 failures.append((record, error))
                                 self._consumer.seek(partition, record.offset)
@@ -128,27 +128,39 @@ class ConsumerLoop:
             )
         stop.wait(self._backoff)
 
-    def _process(self, tx: Transaction, record: ConsumerRecord) -> None:
-        """Handle one message inside the batch's transaction."""
+    def _traced(self, tx: Transaction, record: ConsumerRecord) -> None:
+        """Process one message in a savepoint, inside a span of its own, and count what became of it."""
+        with tracing.consuming(record, self._settings.service) as span, tx.savepoint():
+            outcome = self._process(tx, record)
+            span.set_attribute("outcome", outcome)
+        event_type = next((value for name, value in record.headers or [] if name == "ce_type"), b"").decode(
+            errors="replace"
+        )
+        metrics.EVENTS.labels(event_type if event_type in EVENT_TYPES else "other", outcome).inc()  # a bounded label
+
+    def _process(self, tx: Transaction, record: ConsumerRecord) -> str:
+        """Handle one message inside the batch's transaction; returns what became of it."""
         headers = dict(record.headers or [])
         try:
             envelope = open_message(headers, record.key, record.value)
         except PoisonMessage as poison:
             self._dead_letter(tx, record, str(poison))
-            return
+            return "dead_lettered"
         handler = envelope and self._handlers.get(type(envelope.event))
         if handler is None:
-            return
-        with tracing.continuing(envelope.traceparent):
-            try:
-                with tx.savepoint():
-                    events = self._run(tx, handler, envelope)
-            except Rejected as rejection:
-                self._dead_letter(tx, record, str(rejection))
-                return
-            for event in events:
-                outbox.add_event(tx, self._settings, event)
-            self._queued = self._queued or bool(events)
+            return "ignored"
+        try:
+            with tx.savepoint():
+                events = self._run(tx, handler, envelope)
+        except Rejected as rejection:
+            self._dead_letter(tx, record, str(rejection))
+            return "dead_lettered"
+        if events is None:
+            return "duplicate"
+        for event in events:
+            outbox.add_event(tx, self._settings, event)
+        self._queued = self._queued or bool(events)
+        return "handled"
 
     def _not_for_us(self, record: ConsumerRecord) -> bool:
         """An event of ours that this service does not handle: skipped before decoding."""
@@ -156,18 +168,20 @@ class ConsumerLoop:
         known = event_type and EVENT_TYPES.get(event_type.decode(errors="replace"))
         return bool(known) and known not in self._handlers
 
-    def _run(self, tx: Transaction, handler: Handler, envelope) -> list[Event]:
+    def _run(self, tx: Transaction, handler: Handler, envelope) -> list[Event] | None:
+        """The handler's events; None when the ledger has seen the key already."""
         if handler.once_per is not None:
             name = f"{self._settings.service}.{handler.handle.__name__}"
             key = str(handler.once_per(envelope.event))
             if not ledger.first_time(tx, name, key, envelope.id):
                 handler.on_duplicate(envelope.event)
-                return []
+                return None
         return handler.handle(envelope.event, tx)
 
     def _dead_letter(self, tx: Transaction, record: ConsumerRecord, reason: str) -> None:
         log.warning("Dead-lettering %s: %s", _where(record), reason)
-        headers = dict(record.headers or [])
+        tracing.dead_lettered(reason)
+        headers = tracing.inject(dict(record.headers or []))
         headers.update(
             {
                 "dlq_reason": reason.encode(),

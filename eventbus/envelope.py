@@ -25,12 +25,11 @@ class Envelope:
     id: str
     type: str
     source: str
-    traceparent: str | None
     event: contracts.Event
 
 
 def seal(event: contracts.Event, source: str) -> KafkaMessage:
-    """The Kafka message for `event`, keyed by its orderId, in the current trace."""
+    """The Kafka message for `event`, keyed by its orderId, with the current span as its `traceparent`."""
     event_type = type(event).__name__
     attributes = {
         "id": str(uuid.uuid4()),
@@ -43,7 +42,7 @@ def seal(event: contracts.Event, source: str) -> KafkaMessage:
     }
     cloud_event = CloudEvent(attributes=attributes, data=contracts.to_payload(event))
     message = to_binary(cloud_event, _FORMAT, key_mapper=lambda _: str(event.orderId).encode())
-    headers = {**message.headers, "traceparent": tracing.child_traceparent().encode()}
+    headers = tracing.inject(dict(message.headers))
     return KafkaMessage(headers=headers, key=message.key, value=message.value)
 
 
@@ -71,12 +70,10 @@ def open_message(headers: dict[str, bytes], key: bytes | None, value: bytes) -> 
         event = contracts.from_payload(cloud_event.get_type(), payload, reading=True)
     except contracts.ContractViolation as violation:
         raise PoisonMessage(_refusal(cloud_event, violation)) from violation
-    traceparent = headers.get("traceparent")
     return Envelope(
         id=cloud_event.get_id(),
         type=cloud_event.get_type(),
         source=cloud_event.get_source(),
-        traceparent=traceparent.decode(errors="replace") if traceparent else None,
         event=event,
     )
 

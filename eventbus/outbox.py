@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka.errors import KafkaError
 
+from eventbus import metrics, tracing
 from eventbus.contracts import Event, timestamp
 from eventbus.envelope import seal
 from eventbus.kafka import connect, make_producer
@@ -70,6 +71,12 @@ def prune(tx: Transaction, retention_s: float) -> int:
 
 def pending(store: Store | Transaction) -> int:
     return store.query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")[0]["n"]
+
+
+def oldest_pending(store: Store | Transaction) -> tuple[int, str | None]:
+    """How many rows wait for Kafka, and when the oldest of them was written."""
+    row = store.query("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox WHERE sent_at IS NULL")[0]
+    return row["n"], row["oldest"]
 
 
 class Relay:
@@ -163,21 +170,26 @@ class Relay:
             if self._unmarked and (mark_now or self._mark_due_in() <= 0):
                 self._mark_sent()
             return 0
-        sends = [
-            (
-                row["id"],
-                producer.send(row["topic"], key=row["key"], value=row["value"], headers=_headers(row["headers"])),
-            )
-            for row in rows
-        ]
+        began = time.monotonic()
+        sends = [(row["id"], *self._send(producer, row)) for row in rows]
         producer.flush(timeout=30)
-        self._unmarked += [row_id for row_id, future in sends if future.succeeded()]
-        failed = next((future.exception for _, future in sends if future.failed()), None)
+        metrics.RELAY_PUBLISH.observe(time.monotonic() - began)
+        for _, span, future in sends:
+            tracing.published(span, future)
+        self._unmarked += [row_id for row_id, _, future in sends if future.succeeded()]
+        failed = next((future.exception for _, _, future in sends if future.failed()), None)
         if self._unmarked and (failed or mark_now or self._mark_due_in() <= 0):
             self._mark_sent()
         if failed:
             raise failed
         return len(rows)
+
+    @staticmethod
+    def _send(producer, row: dict) -> tuple:
+        """Hand one row to the producer inside a producer span, child of the span that wrote the row."""
+        headers = dict(_headers(row["headers"]))
+        span = tracing.publishing(row["topic"], row["key"], headers)
+        return span, producer.send(row["topic"], key=row["key"], value=row["value"], headers=list(headers.items()))
 
     def _mark_due_in(self) -> float:
         return self._marked_at + MARK_EVERY_S - time.monotonic()

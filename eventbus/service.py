@@ -1,5 +1,6 @@
 """What runs a service: its store, its outbox relay and its consumer loop, each
-in a thread, until SIGTERM or SIGINT asks them to finish what they are doing."""
+in a thread, until SIGTERM or SIGINT asks them to finish what they are doing;
+its traces and, on METRICS_PORT when set, its metrics."""
 
 import logging
 import os
@@ -11,13 +12,12 @@ from collections.abc import Callable
 
 from kafka.errors import KafkaError
 
-from eventbus import health, ledger, outbox
+from eventbus import health, ledger, metrics, outbox, tracing
 from eventbus.consumer import ConsumerLoop, Handler
 from eventbus.contracts import Event
 from eventbus.kafka import connect, make_consumer
 from eventbus.settings import Settings
 from eventbus.store import Store, Transaction, open_store
-from eventbus.tracing import configure_logging
 
 log = logging.getLogger(__name__)
 STOP_WITHIN = 4.0  # seconds from SIGTERM to exit, whatever Kafka does; `make run` waits 5
@@ -60,7 +60,8 @@ class Service:
     ):
         """`relaxed`: nothing waits on what this service's consumer does, so it
         polls a few times a second whatever the rate (see eventbus.kafka.Poller)."""
-        configure_logging(settings.log_level)
+        tracing.configure_logging(settings.log_level)
+        tracing.configure(settings.service, settings.traces_exporter)
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.settings = settings
         self.handlers = handlers
@@ -72,6 +73,7 @@ class Service:
         for create in (ledger.create, outbox.create, create_tables):
             create(self.store)
         self.relay = outbox.Relay(self.store, settings, self.stop)
+        metrics.OUTBOX.watch(lambda: outbox.oldest_pending(self.store))
         self._beaten_at = 0.0
 
     def publish(self, tx: Transaction, event: Event) -> None:
@@ -81,6 +83,8 @@ class Service:
     def run(self, serve: Callable[[], None] | None = None, close: Callable[[], None] = lambda: None):
         """Run until signalled; `serve` (an HTTP server, say) runs beside the consumer."""
         stop_on_signals(self.stop, signal.SIGTERM, signal.SIGINT)
+        if self.settings.metrics_port:
+            metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
         self.relay.start()
         consumer = threading.Thread(target=self._consume, name="consumer")
         consumer.start()
@@ -95,6 +99,7 @@ class Service:
         consumer.join(max(0.0, deadline - time.monotonic()))
         if not self.relay.join(max(0.0, deadline - time.monotonic())) or consumer.is_alive():
             self._exit_now()
+        tracing.shutdown()
         log.info("%s stopped", self.settings.service)
         if self.crashed:
             raise SystemExit(1)

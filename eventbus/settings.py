@@ -15,6 +15,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 EX_CONFIG = 78  # sysexits.h's "configuration error": a supervisor does not restart it
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TRACES_EXPORTERS = ("NONE", "ZIPKIN", "OTLP")  # OpenTelemetry's names for OTEL_TRACES_EXPORTER
+URL = r"https?://[^\s/]+(/\S*)?"
 NAME = r"[A-Za-z0-9._-]{1,249}"  # Kafka's rule for topic names and group instance ids
 HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"  # a host name or an IPv4 address
 IPV6 = r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
@@ -153,6 +155,9 @@ class Settings:
     log_level: str = "INFO"
     instance: str | None = None
     outbox_retention_s: int = 3600  # sent outbox rows are deleted this long after they were sent
+    traces_exporter: str = "none"  # where spans go: none, zipkin or otlp (each reads its OTEL_EXPORTER_* endpoint)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None  # a port of its own for GET /metrics (orders also serves it on its HTTP port)
 
     @classmethod
     def from_env(cls, service: str, env: Env | None = None) -> "Settings":
@@ -170,8 +175,20 @@ class Settings:
             outbox_retention_s=env.whole(
                 "OUTBOX_RETENTION_S", cls.outbox_retention_s, expected="a whole number of seconds"
             ),
+            traces_exporter=_traces_exporter(env),
+            metrics_host=env.text("METRICS_HOST", cls.metrics_host, f"{HOST}|{IPV6}", "a host name or IP address"),
+            metrics_port=env.port("METRICS_PORT", 1) if env.raw("METRICS_PORT", "") else None,
         )
 
     def database(self, name: str | None = None) -> Path:
         """The SQLite file of this service (or another named file of it)."""
         return self.data_dir / f"{name or self.service}.db"
+
+
+def _traces_exporter(env: Env) -> str:
+    """OTEL_TRACES_EXPORTER, and the endpoint of the exporter it names."""
+    exporter = env.choice("OTEL_TRACES_EXPORTER", "none", TRACES_EXPORTERS).lower()
+    endpoint = {"zipkin": "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "otlp": "OTEL_EXPORTER_OTLP_ENDPOINT"}.get(exporter)
+    if endpoint:
+        env.text(endpoint, "http://localhost", URL, "an http:// or https:// URL")
+    return exporter

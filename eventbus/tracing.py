@@ -1,52 +1,193 @@
-"""W3C trace context: a `traceparent` that starts at the HTTP request and
-follows the order through every event and every log line."""
+"""Traces through OpenTelemetry: a W3C `traceparent` that starts at the HTTP
+request and follows the order through every event and every log line, with a
+span for each step (the request, each relay publish, each record consumed).
 
-import contextvars
+The one `traceparent` a Kafka message carries is the span that sent it:
+OpenTelemetry's W3C propagator writes it into the headers and reads it back.
+Spans always get ids (the logs and the order page show them); they leave the
+process only when OTEL_TRACES_EXPORTER names an exporter."""
+
 import logging
-import re
-import secrets
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-_current: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
+from kafka.consumer.fetcher import ConsumerRecord
+from opentelemetry import context, trace
+from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_PROPAGATOR = TraceContextTextMapPropagator()  # only `traceparent` (and a `tracestate` when one came in)
+_tracer = trace.get_tracer("eventbus")
 
 
-def new_traceparent(trace_id: str | None = None) -> str:
-    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+def configure(service: str, exporter: str) -> None:
+    """Name this process's spans after `service` and export them with `exporter`
+    (`none`: no exporter, no thread). Once per process; later calls change nothing.
+    An exporter's packages are imported only when it is chosen."""
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if exporter == "zipkin":
+        from opentelemetry.exporter.zipkin.json import ZipkinExporter  # reads OTEL_EXPORTER_ZIPKIN_ENDPOINT
+
+        provider.add_span_processor(BatchSpanProcessor(ZipkinExporter()))
+    elif exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # OTEL_EXPORTER_OTLP_*
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
 
 
-def valid(traceparent: str | None) -> bool:
-    return bool(traceparent and _TRACEPARENT.match(traceparent))
+def shutdown() -> None:
+    """Send the spans still waiting in the exporter's batch."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()
+
+
+class _BytesHeaders:
+    """Kafka headers ({name: bytes}) as the propagator's carrier."""
+
+    @staticmethod
+    def get(headers: dict, key: str) -> list[str] | None:
+        value = headers.get(key)
+        return [value.decode(errors="replace")] if value else None
+
+    @staticmethod
+    def keys(headers: dict) -> list[str]:
+        return list(headers)
+
+    @staticmethod
+    def set(headers: dict, key: str, value: str) -> None:
+        headers[key] = value.encode()
+
+
+def inject(headers: dict[str, bytes], span: Span | None = None) -> dict[str, bytes]:
+    """`headers` with the `traceparent` of `span` (by default the current one)."""
+    where = trace.set_span_in_context(span) if span else None
+    _PROPAGATOR.inject(headers, context=where, setter=_BytesHeaders)
+    return headers
+
+
+def extract(headers: dict[str, bytes]) -> context.Context:
+    return _PROPAGATOR.extract(headers, getter=_BytesHeaders)
 
 
 def trace_id(traceparent: str | None) -> str | None:
-    return traceparent.split("-")[1] if valid(traceparent) else None
+    """The trace id in a `traceparent`, or None when it is missing or malformed."""
+    return _trace_id_of(trace.get_current_span(extract({"traceparent": (traceparent or "").encode()})))
 
 
 def current_trace_id() -> str | None:
     """The trace the running code belongs to, if any."""
-    return trace_id(_current.get())
+    return _trace_id_of(trace.get_current_span())
 
 
-def child_traceparent() -> str:
-    """A new span in the current trace (or a new trace when there is none)."""
-    return new_traceparent(trace_id(_current.get()))
+def _trace_id_of(span: Span) -> str | None:
+    span_context = span.get_span_context()
+    return trace.format_trace_id(span_context.trace_id) if span_context.is_valid else None
 
 
 @contextmanager
-def continuing(traceparent: str | None):
-    """Run the block inside the trace of `traceparent`; start one if it is missing or bad."""
-    token = _current.set(traceparent if valid(traceparent) else new_traceparent())
+def continuing(traceparent: str | None) -> Iterator[None]:
+    """Run the block inside the trace of `traceparent` (no new span)."""
+    token = context.attach(extract({"traceparent": (traceparent or "").encode()}))
     try:
         yield
     finally:
-        _current.reset(token)
+        context.detach(token)
+
+
+@contextmanager
+def consuming(record: ConsumerRecord, group: str) -> Iterator[Span]:
+    """A consumer span around the processing of one record, child of the span that sent it,
+    with OpenTelemetry's messaging attributes."""
+    headers = dict(record.headers or [])
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": record.topic,
+        "messaging.destination.partition.id": str(record.partition),
+        "messaging.kafka.offset": record.offset,
+        "messaging.consumer.group.name": group,
+    }
+    if record.key is not None:
+        attributes["messaging.kafka.message.key"] = record.key.decode(errors="replace")
+    if headers.get("ce_id"):
+        attributes["messaging.message.id"] = headers["ce_id"].decode(errors="replace")
+    if headers.get("ce_type"):
+        attributes["cloudevents.event_type"] = headers["ce_type"].decode(errors="replace")
+    name = f"process {attributes.get('cloudevents.event_type', record.topic)}"  # "process OrderCreated"
+    with _tracer.start_as_current_span(
+        name, context=extract(headers), kind=SpanKind.CONSUMER, attributes=attributes
+    ) as span:
+        yield span
+
+
+def dead_lettered(reason: str) -> None:
+    """Mark the current span: its record went to the dead-letter topic, for `reason`."""
+    span = trace.get_current_span()
+    span.set_attribute("dlq.reason", reason)
+    span.set_status(Status(StatusCode.ERROR, f"dead-lettered: {reason}"))
+
+
+def publishing(topic: str, key: bytes | None, headers: dict[str, bytes]) -> Span:
+    """A producer span for one message about to be sent, child of the span whose
+    `traceparent` the headers hold (the one that wrote the outbox row); the
+    headers then carry this span instead. The caller ends it once Kafka answered."""
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": topic,
+    }
+    if key is not None:
+        attributes["messaging.kafka.message.key"] = key.decode(errors="replace")
+    if headers.get("ce_id"):
+        attributes["messaging.message.id"] = headers["ce_id"].decode(errors="replace")
+    event_type = (headers.get("ce_type") or topic.encode()).decode(errors="replace")
+    span = _tracer.start_span(
+        f"send {event_type}", context=extract(headers), kind=SpanKind.PRODUCER, attributes=attributes
+    )
+    inject(headers, span)
+    return span
+
+
+def published(span: Span, future) -> None:
+    """End a producer span once Kafka answered: where the message landed, or why it did not."""
+    if future.succeeded():
+        span.set_attribute("messaging.destination.partition.id", str(future.value.partition))
+        span.set_attribute("messaging.kafka.offset", future.value.offset)
+    elif future.failed():
+        span.record_exception(future.exception)
+        span.set_status(Status(StatusCode.ERROR, str(future.exception)))
+    span.end()
+
+
+def span(name: str, **attributes) -> trace.Span:
+    """A span of its own inside the current one, as a context manager."""
+    return _tracer.start_as_current_span(name, attributes=attributes)
+
+
+def name_request(method: str, route: str) -> None:
+    """Name the current HTTP request's span after its route, as OpenTelemetry's HTTP conventions do."""
+    span = trace.get_current_span()
+    span.update_name(f"{method} {route}")
+    span.set_attribute("http.route", route)
+
+
+def wsgi(app):
+    """`app` with a server span around each HTTP request, continuing the caller's `traceparent`."""
+    return OpenTelemetryMiddleware(app)
 
 
 class _TraceFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.trace = trace_id(_current.get()) or "-"
+        record.trace = current_trace_id() or "-"
         return True
 
 

@@ -22,6 +22,7 @@ from features.driver import Driver, Logs
 from features.evidence import events_table
 from features.faults import Faults
 from features.lifecycle import Place, kill_all
+from features.observability import Metrics, Zipkin
 
 LIFECYCLE_PLACES = itertools.count(1)  # each @lifecycle scenario gets a folder and ports of its own
 
@@ -39,6 +40,9 @@ def local_stack(context):
         replicas=2,
         store=checked(read_store),  # STORE=postgres: the services keep their state on a PostgreSQL of the stack's
         postgres_port=15432 + offset,
+        traces=True,  # the services send their spans to a Zipkin of the test stack's own
+        zipkin_port=19411 + offset,
+        metrics_port=19101 + offset,
     )
     os.environ.setdefault(
         "MAILER_FAILURE_RATE", "0.2"
@@ -98,6 +102,20 @@ def before_all(context):
     stack = use_fixture(local_stack, context)
     use_fixture(driver, context, stack.config.orders_url, stack.broker.bootstrap_servers, str(stack.config.log_dir))
     context.faults = Faults(stack, context.driver)
+    context.zipkin = Zipkin(stack.zipkin.url)
+    context.metrics = Metrics(
+        {
+            "orders": [f"{stack.config.orders_url}/metrics"],
+            **{
+                service: [
+                    f"http://127.0.0.1:{port}/metrics"
+                    for name, port in stack.metrics_ports().items()
+                    if name.startswith(service)
+                ]
+                for service in ("billing", "notifications")
+            },
+        }
+    )
 
 
 def before_tag(context, tag):
@@ -107,6 +125,9 @@ def before_tag(context, tag):
 
 def before_scenario(context, scenario):
     context.events_before = context.driver.topic.count()
+    if {"traces", "metrics"} & set(scenario.effective_tags) and not hasattr(context, "metrics"):
+        scenario.skip("traces and metrics are read from the local stack, which this run did not start")
+        return
     if "faults" in scenario.effective_tags:
         if not hasattr(context, "faults"):
             scenario.skip("fault injection needs the local stack, which this run did not start")

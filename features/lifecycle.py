@@ -35,10 +35,17 @@ class Place:
     kafka_port: int
     orders_port: int
     postgres_port: int  # used when STORE=postgres
+    metrics_port: int  # billing's; notifications' is the next one
 
     @classmethod
     def number(cls, n: int, offset: int) -> "Place":
-        return cls(ROOT / ".run" / "lifecycle" / str(n), 22092 + offset + 2 * n, 23002 + offset + n, 24432 + offset + n)
+        return cls(
+            ROOT / ".run" / "lifecycle" / str(n),
+            22092 + offset + 2 * n,
+            23002 + offset + n,
+            24432 + offset + n,
+            24101 + offset + 2 * n,
+        )
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {name: value for name, value in os.environ.items() if name not in MAKE_VARIABLES}
@@ -48,6 +55,7 @@ class Place:
             "KAFKA_CONTROLLER_PORT": str(self.kafka_port + 1),
             "ORDERS_PORT": str(self.orders_port),
             "POSTGRES_PORT": str(self.postgres_port),
+            "METRICS_PORT": str(self.metrics_port),
             **extra,
         }
 

@@ -1,7 +1,7 @@
 """Shared fixtures: a SQLite store, a throw-away PostgreSQL server with a fresh
 database per test, an in-process WSGI caller, a fake Kafka consumer the consumer
-loop can run against, and Kafka records built from sealed events. Nothing here
-touches a broker; PostgreSQL listens on 127.0.0.1 only."""
+loop can run against, Kafka records built from sealed events, and the spans a
+test made. Nothing here touches a broker; PostgreSQL listens on 127.0.0.1 only."""
 
 # ruff: noqa: E402 -- the warning filter has to be in place before kafka-python is imported.
 import warnings
@@ -32,11 +32,14 @@ import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from psycopg import sql
 
 from devstack.postgres import Server
 from devstack.supervisor import die_with_parent
-from eventbus import ledger, outbox
+from eventbus import ledger, outbox, tracing
 from eventbus.settings import Settings
 from eventbus.store import Store, open_store, sqlite
 
@@ -155,6 +158,25 @@ def postgres_database(postgres_server) -> Iterator[str]:
         connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+# --- traces -------------------------------------------------------------------
+
+_FINISHED = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def traced():
+    """OpenTelemetry's SDK as a service sets it up (exporter none), keeping spans in memory."""
+    tracing.configure("test", "none")
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(_FINISHED))
+
+
+@pytest.fixture
+def spans():
+    """`spans()`: the spans finished since the test began, oldest first."""
+    _FINISHED.clear()
+    return _FINISHED.get_finished_spans
+
+
 # --- Kafka --------------------------------------------------------------------
 
 
@@ -205,6 +227,7 @@ class FakeConsumer:
         self.seeks: list[tuple[int, int]] = []  # (partition, offset)
         self.on_commit = lambda: None
         self._fetcher = SimpleNamespace(config={})  # what eventbus.kafka.Poller paces
+        self._subscription = SimpleNamespace(all_consumed_offsets=dict)  # what eventbus.metrics reads the lag from
 
     def poll(self, timeout_ms: int = 0) -> dict[TopicPartition, list[ConsumerRecord]]:
         records = self._polls.pop(0) if self._polls else []
@@ -221,6 +244,9 @@ class FakeConsumer:
 
     def commit(self, offsets, timeout_ms=None) -> None:
         self.commit_async(offsets)
+
+    def highwater(self, partition: TopicPartition) -> None:
+        return None
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.seeks.append((partition.partition, offset))

@@ -43,7 +43,11 @@ def test_containers_are_named_as_the_brief_expects():
 
 def test_only_loopback_ports_are_published():
     published = {name: service["ports"] for name, service in COMPOSE["services"].items() if "ports" in service}
-    assert published == {"kafka": ["127.0.0.1:9092:9092"], "orders": ["127.0.0.1:5002:5002"]}
+    assert published == {
+        "kafka": ["127.0.0.1:9092:9092"],
+        "orders": ["127.0.0.1:5002:5002"],
+        "zipkin": ["127.0.0.1:9411:9411"],
+    }
 
 
 def test_every_long_running_service_has_a_healthcheck_and_restarts():
@@ -116,3 +120,10 @@ def test_consumers_can_be_scaled(service):
     definition = COMPOSE["services"][service]
     assert not {"container_name", "ports"} & set(definition)
     assert "CONSUMER_INSTANCE_ID" not in definition["environment"]
+
+
+def test_the_services_export_traces_only_under_the_traces_profile():
+    assert COMPOSE["services"]["zipkin"]["profiles"] == ["traces"]
+    assert COMPOSE["services"]["zipkin"]["image"].startswith("openzipkin/zipkin:")
+    for name in BUILT:
+        assert COMPOSE["services"][name]["environment"]["OTEL_TRACES_EXPORTER"] == "${COMPOSE_PROFILES:+zipkin}", name

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import pytest
 
-from eventbus import ledger, tracing
+from eventbus import ledger
 from eventbus.consumer import ConsumerLoop, Handler, Rejected
 from eventbus.envelope import seal
 from eventbus.settings import Settings
@@ -51,15 +51,6 @@ def test_the_handlers_events_are_queued_before_the_offset_is_committed(
     assert consumer.commits == [(0, 6)]
     assert queued_at_commit == [1]
     assert published == [True]
-
-
-def test_outgoing_events_continue_the_trace_of_the_incoming_one(run, fake_consumer, kafka_record, outbox_rows):
-    incoming = tracing.new_traceparent()
-    with tracing.continuing(incoming):
-        message = seal(order(), "orders")
-    run(fake_consumer([kafka_record(message)]), Handler(charge))
-    [row] = outbox_rows()
-    assert tracing.trace_id(row["headers"]["traceparent"].decode()) == tracing.trace_id(incoming)
 
 
 def test_a_duplicate_key_goes_to_on_duplicate_and_writes_nothing(run, fake_consumer, kafka_record, outbox_rows):

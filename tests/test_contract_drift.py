@@ -87,7 +87,7 @@ def test_every_event_comes_back_whole_from_the_envelope(grown_contracts, contrac
 # --- the orders API against its description -------------------------------------
 
 
-def api_validator(path: str, method: str, status: int) -> Draft202012Validator:
+def api_validator(path: str, method: str, status: int, media: str = "application/json") -> Draft202012Validator:
     """The schema the OpenAPI document gives the answer, its $refs to the (grown) contracts resolved."""
     api = yaml.safe_load(API_FILE.read_text())
     resources = [(API_URI, Resource(api, DRAFT202012))]
@@ -95,7 +95,7 @@ def api_validator(path: str, method: str, status: int) -> Draft202012Validator:
         schema = contracts.schema(json.loads(contract_file.read_text())["title"])
         resources.append((schema["$id"], Resource.from_contents(schema)))
     pointer = "/".join(part.replace("~", "~0").replace("/", "~1") for part in ["paths", path, method])
-    ref = f"{API_URI}#/{pointer}/responses/{status}/content/application~1json/schema"
+    ref = f"{API_URI}#/{pointer}/responses/{status}/content/{media.replace('/', '~1')}/schema"
     return Draft202012Validator(
         {"$ref": ref}, registry=Registry().with_resources(resources), format_checker=Draft202012Validator.FORMAT_CHECKER
     )
@@ -122,6 +122,7 @@ REQUESTS = [
     ("/orders/{orderId}/cancel", "post", "/orders/404/cancel", None, 404),
     ("/orders/{orderId}", "get", "/orders/1", None, 200),
     ("/health", "get", "/health", None, 200),
+    ("/metrics", "get", "/metrics", None, 200),
 ]
 
 
@@ -132,7 +133,7 @@ def test_every_documented_operation_is_checked_below():
 @pytest.fixture
 def orders_app(tmp_path, monkeypatch):
     """The orders API over a real store, connected to nothing."""
-    monkeypatch.setattr(service, "configure_logging", lambda level: None)
+    monkeypatch.setattr(service.tracing, "configure_logging", lambda level: None)
     svc = service.Service(Settings(service="orders", data_dir=tmp_path), orders.HANDLERS, orders.create_tables)
     return orders.make_orders_app(svc, max_body_bytes=16384)
 
@@ -142,5 +143,7 @@ def test_every_answer_of_the_api_matches_its_description(grown_contracts, call, 
         raw = json.dumps(body).encode() if body is not None else b""
         response = call(orders_app, method.upper(), url, body=raw)
         assert response.status == status, (method, url, response.text)
-        errors = [error.message for error in api_validator(path, method, status).iter_errors(response.json)]
-        assert not errors, (method, url, response.json, errors)
+        media = response.headers["Content-Type"].split(";")[0]
+        answer = response.json if media == "application/json" else response.text
+        errors = [error.message for error in api_validator(path, method, status, media).iter_errors(answer)]
+        assert not errors, (method, url, answer, errors)

@@ -15,7 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devstack import StartFailed, claim
+from devstack import StartFailed, claim, zipkin
+from devstack.stack import Stack, StackConfig
 from devstack.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,3 +167,30 @@ def test_a_service_stops_within_5_seconds_of_sigterm_with_the_broker_hung(servic
         process.send_signal(signal.SIGTERM)
         process.wait(10)
         assert time.monotonic() - began < 5, process.stdout.read()
+
+
+def test_with_traces_the_services_send_their_spans_to_the_stacks_zipkin_and_each_consumer_has_a_metrics_port(tmp_path):
+    stack = Stack(StackConfig(home=tmp_path, replicas=2, traces=True, zipkin_port=9511, metrics_port=9201))
+    envs = {name: stack.service_env(service, name) for service, name in stack.processes()}
+    assert {name: env["METRICS_PORT"] for name, env in envs.items()} == {
+        "orders": "",
+        "billing-1": "9201",
+        "billing-2": "9202",
+        "notifications-1": "9203",
+        "notifications-2": "9204",
+    }
+    assert envs["billing-1"]["OTEL_TRACES_EXPORTER"] == "zipkin"
+    assert envs["billing-1"]["OTEL_EXPORTER_ZIPKIN_ENDPOINT"] == "http://127.0.0.1:9511/api/v2/spans"
+    assert envs["orders"]["TRACE_VIEW"] == "http://127.0.0.1:9511/zipkin/traces/{traceId}"
+
+
+def test_without_traces_no_zipkin_runs_and_no_exporter_is_set(tmp_path):
+    stack = Stack(StackConfig(home=tmp_path))
+    assert stack.zipkin is None
+    assert "OTEL_TRACES_EXPORTER" not in stack.service_env("billing", "billing")
+
+
+def test_zipkin_listens_on_the_loopback_interface_only():
+    command = zipkin.Zipkin(port=9511).command()
+    assert "--armeria.ports[0].ip=127.0.0.1" in command
+    assert "--armeria.ports[0].port=9511" in command

@@ -56,13 +56,23 @@ def test_sealed_message_is_keyed_by_order_id_and_holds_exactly_the_payload():
     assert json.loads(message.value) == PAYLOAD
 
 
-def test_sealed_message_continues_the_current_trace():
-    incoming = tracing.new_traceparent()
-    with tracing.continuing(incoming):
-        traceparent = seal(ORDER, "orders").headers["traceparent"].decode()
-    assert tracing.valid(traceparent)
-    assert tracing.trace_id(traceparent) == tracing.trace_id(incoming)
-    assert traceparent != incoming
+def test_sealed_message_carries_the_current_span_as_its_only_traceparent():
+    with tracing.span("placing the order") as span:
+        headers = seal(ORDER, "orders").headers
+    context = span.get_span_context()
+    assert (
+        headers["traceparent"].decode()
+        == f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    )
+    assert [name for name in headers if "trace" in name] == ["traceparent"]
+
+
+def test_a_trace_id_is_read_from_a_traceparent_and_none_from_anything_else():
+    assert tracing.trace_id("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01") == (
+        "0af7651916cd43dd8448eb211c80319c"
+    )
+    assert tracing.trace_id("00-0af7651916cd43dd-b7ad6b7169203331-01") is None
+    assert tracing.trace_id(None) is None
 
 
 def test_seal_refuses_an_event_that_breaks_its_contract():
@@ -76,7 +86,6 @@ def test_open_message_gives_back_the_sealed_event():
     assert envelope.event == ORDER
     assert envelope.id == message.headers["ce_id"].decode()
     assert (envelope.type, envelope.source) == ("OrderCreated", "orders")
-    assert envelope.traceparent == message.headers["traceparent"].decode()
 
 
 def test_open_message_skips_an_unknown_event_type():

@@ -6,6 +6,7 @@ import gc
 import sqlite3
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
@@ -52,8 +53,9 @@ def test_added_messages_are_pending(store):
 
 
 class FakeFuture:
-    def __init__(self, error: Exception | None):
+    def __init__(self, error: Exception | None, partition: int = 0, offset: int = 0):
         self.exception = error
+        self.value = None if error else SimpleNamespace(partition=partition, offset=offset)
 
     def succeeded(self) -> bool:
         return self.exception is None
@@ -71,7 +73,7 @@ class FakeProducer:
 
     def send(self, topic, key, value, headers):
         self.sent.append({"topic": topic, "key": key, "value": value, "headers": headers})
-        return FakeFuture(KafkaTimeoutError("broker said no") if key in self._failing else None)
+        return FakeFuture(KafkaTimeoutError("broker said no") if key in self._failing else None, offset=len(self.sent))
 
     def flush(self, timeout=None):
         pass
@@ -85,14 +87,19 @@ def relay(store, tmp_path) -> outbox.Relay:
 
 
 def test_headers_reach_kafka_byte_for_byte(store, tmp_path):
-    headers = {"ce_type": b"OrderCreated", "traceparent": b"00-ab", "binary": bytes(range(256)), "empty": b""}
+    headers = {"ce_type": b"OrderCreated", "binary": bytes(range(256)), "empty": b""}
     with store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers=headers, key=b"1", value=b'{"orderId": 1}'))
     producer = FakeProducer()
     assert relay(store, tmp_path)._publish_batch(producer) == 1
-    assert producer.sent == [
-        {"topic": "orders.events", "key": b"1", "value": b'{"orderId": 1}', "headers": list(headers.items())}
-    ]
+    [sent] = producer.sent
+    assert sent | {"headers": sent["headers"][:-1]} == {
+        "topic": "orders.events",
+        "key": b"1",
+        "value": b'{"orderId": 1}',
+        "headers": list(headers.items()),
+    }
+    assert sent["headers"][-1][0] == "traceparent"  # the relay's span, which sent it
     assert outbox.pending(store) == 0
 
 

@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 from invented import field_not_in
+from opentelemetry.trace import SpanKind
 
 from eventbus import outbox, service, tracing
 from eventbus.settings import Settings
@@ -93,7 +94,7 @@ class FakeOrders:
 
     def place(self, request: CreateOrderRequest) -> orders.Decision:
         self.placed.append(request)
-        self.traces.append(tracing.trace_id(tracing.child_traceparent()))
+        self.traces.append(tracing.current_trace_id())
         return orders.Decision(self.outcome, None if self.outcome == "exhausted" else ORDER)
 
 
@@ -141,9 +142,16 @@ def test_a_conflicting_order_answers_409_with_the_existing_one(call, app, fake):
 
 
 def test_the_order_is_placed_in_the_callers_trace(call, app, fake):
-    traceparent = tracing.new_traceparent()
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     post(call, app, BODY, traceparent=traceparent)
-    assert fake.traces == [tracing.trace_id(traceparent)]
+    assert fake.traces == ["0af7651916cd43dd8448eb211c80319c"]
+
+
+def test_an_order_without_a_callers_trace_starts_one_in_a_span_named_after_its_route(call, app, fake, spans):
+    post(call, app, BODY)
+    [request] = [span for span in spans() if span.kind == SpanKind.SERVER]
+    assert request.name == "POST /orders"
+    assert fake.traces == [f"{request.context.trace_id:032x}"]
 
 
 @pytest.mark.parametrize(
@@ -278,7 +286,7 @@ def test_a_failure_inside_answers_500_json_without_a_stack_trace(call):
 
 @pytest.fixture
 def orders_settings(store_settings, monkeypatch) -> Settings:
-    monkeypatch.setattr(service, "configure_logging", lambda level: None)
+    monkeypatch.setattr(service.tracing, "configure_logging", lambda level: None)
     return replace(store_settings, service="orders")
 
 
@@ -472,6 +480,19 @@ def test_the_latest_orders_come_with_status_and_timeline(call):
     assert (order["orderId"], order["status"], order["traceId"]) == (1, "created", "cd" * 16)
     assert [hop["step"] for hop in order["timeline"]] == ["accepted", "created", "paid", "emailed"]
     assert asked == [5]
+    assert order["traceUrl"] is None
+
+
+def test_with_a_trace_viewer_each_order_links_to_its_trace(call):
+    rows = [
+        chain_row(created=TS) | {"onTopic": LATER, "trace": "cd" * 16},
+        chain_row() | {"onTopic": None, "trace": None},
+    ]
+    view = "http://127.0.0.1:9411/zipkin/traces/{traceId}"
+    app = make_app(place=None, find=dict().get, max_body_bytes=200, latest=lambda n: rows, trace_view=view)
+    linked, untraced = call(app, "GET", "/orders").json["orders"]
+    assert linked["traceUrl"] == "http://127.0.0.1:9411/zipkin/traces/" + "cd" * 16
+    assert untraced["traceUrl"] is None
 
 
 def test_ten_orders_are_listed_by_default(call):
@@ -509,10 +530,9 @@ def test_a_missing_page_file_answers_404_json(call, app):
 
 def test_tracking_keeps_the_trace_of_the_order(orders_service):
     place(orders_service, orderId=1)
-    traceparent = tracing.new_traceparent()
-    with tracing.continuing(traceparent), orders_service.store.transaction() as tx:
+    with tracing.span("consuming") as span, orders_service.store.transaction() as tx:
         orders.track(ORDER, tx)
-    assert orders.find_order(orders_service, 1)["trace"] == tracing.trace_id(traceparent)
+    assert orders.find_order(orders_service, 1)["trace"] == f"{span.get_span_context().trace_id:032x}"
 
 
 def test_the_latest_orders_are_listed_newest_first(orders_service):
@@ -620,10 +640,10 @@ def test_a_cancel_runs_in_the_callers_trace(call):
     traces = []
 
     def cancel(order_id):
-        traces.append(tracing.trace_id(tracing.child_traceparent()))
+        traces.append(tracing.current_trace_id())
         return "unknown", None
 
     app = make_app(place=None, find=None, cancel=cancel, max_body_bytes=200)
-    traceparent = tracing.new_traceparent()
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     call(app, "POST", "/orders/1/cancel", headers={"traceparent": traceparent})
-    assert traces == [tracing.trace_id(traceparent)]
+    assert traces == ["0af7651916cd43dd8448eb211c80319c"]

@@ -50,6 +50,10 @@ BAD = [
     (orders, "MAX_BODY_BYTES", "0", "MAX_BODY_BYTES must be a whole number of bytes, got '0'"),
     (notifications, "EMAIL_DOMAIN", "test com", "EMAIL_DOMAIN must be a domain name, such as test.com"),
     (notifications, "MAILER_FAILURE_RATE", "1", "MAILER_FAILURE_RATE must be a number from 0 up to 1 (not 1)"),
+    (billing, "METRICS_PORT", "0", "METRICS_PORT must be a TCP port number from 1 to 65535, got '0'"),
+    (notifications, "METRICS_HOST", "a host", "METRICS_HOST must be a host name or IP address"),
+    (orders, "OTEL_TRACES_EXPORTER", "jaeger", "OTEL_TRACES_EXPORTER must be one of NONE, ZIPKIN, OTLP, got 'jaeger'"),
+    (orders, "TRACE_VIEW", "http://127.0.0.1:9411/zipkin", "TRACE_VIEW must be a URL with {traceId} in it"),
     (notifications, "MAILER_FAILURE_RATE", "nan", "MAILER_FAILURE_RATE must be a number from 0 up to 1"),
     (StackConfig.from_env, "STACK_DIR", "/dev/null/run", "STACK_DIR must be a folder this user can write in"),
     (StackConfig.from_env, "REPLICAS", "0", "REPLICAS must be a whole number from 1 to 16, got '0'"),
@@ -114,3 +118,10 @@ def test_a_service_started_on_its_own_exits_with_the_line_and_ex_config(service,
     )
     assert done.returncode == EX_CONFIG
     assert done.stderr == "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'\n"
+
+
+def test_the_endpoint_of_the_chosen_traces_exporter_must_be_a_url():
+    env = Env({"OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_ZIPKIN_ENDPOINT": "127.0.0.1:9411"})
+    with pytest.raises(SettingError, match="OTEL_EXPORTER_ZIPKIN_ENDPOINT must be an http:// or https:// URL"):
+        Settings.from_env("billing", env)
+    assert Settings.from_env("billing", Env({"OTEL_TRACES_EXPORTER": "OTLP"})).traces_exporter == "otlp"

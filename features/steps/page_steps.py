@@ -6,6 +6,8 @@ from selenium.webdriver.common.by import By
 from features.browser import SCREENSHOTS
 from features.driver import wait_until
 
+SERVICES = ("orders", "billing", "notifications")
+
 
 @given("the order page is open in a browser")
 def step_open_page(context):
@@ -78,3 +80,32 @@ def step_page_stopped(context, first, second, money):
 def step_console_clean(context):
     errors = [entry for entry in context.browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
+
+
+@when("the order's trace is opened from the page")
+def step_open_trace(context):
+    trace_id = context.driver.wait_for_event(context.order_id, "EmailSent").trace_id
+    wait_until(
+        lambda: any(span.name == "send email" for span in context.zipkin.trace(trace_id)),
+        f"Zipkin holds the email's span of trace {trace_id}",
+    )
+    link = context.browser.find_element(By.CSS_SELECTOR, f"#order-{context.order_id} a.trace-link")
+    assert link.text == trace_id, link.text
+    opened = set(context.browser.window_handles)
+    link.click()  # the trace opens in a tab of its own
+    tab = wait_until(lambda: set(context.browser.window_handles) - opened, "the trace's tab opens").pop()
+    context.browser.switch_to.window(tab)
+
+
+@then("the trace viewer shows orders, billing and notifications in that one trace")
+def step_trace_viewer(context):
+    browser = context.browser
+    wait_until(
+        lambda: all(  # each span's row reads "<service>: <span name>"
+            f"{service}: " in browser.find_element(By.TAG_NAME, "body").text for service in SERVICES
+        ),
+        "Zipkin's trace page shows spans of the three services",
+    )
+    assert "/zipkin/traces/" in browser.current_url, browser.current_url
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "zipkin-trace.png"))  # the picture in the README

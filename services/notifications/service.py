@@ -8,6 +8,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eventbus import tracing
 from eventbus.consumer import Handler, Rejected, TransientError
 from eventbus.contracts import timestamp
 from eventbus.service import Service
@@ -55,17 +56,19 @@ class LogMailer:
         )
 
     def send(self, email: EmailSent) -> None:
-        if self._chance() < self._failure_rate:
-            raise MailerUnavailable("simulated mailer failure")
-        with self._store.transaction() as tx:
-            new = tx.execute(
-                'INSERT INTO "emails" ("orderId", "template", "to", "ts") VALUES (?, ?, ?, ?)'
-                ' ON CONFLICT ("orderId", "template") DO NOTHING',
-                (email.orderId, email.template, email.to, email.ts),
-            ).rowcount
-        if new:
-            kind = "email" if email.template == CONFIRMED else f"{email.template} email"
-            log.info("Sending %s %s", kind, {"orderId": email.orderId, "to": email.to, "ts": email.ts})
+        with tracing.span("send email", **{"email.order_id": email.orderId, "email.template": email.template}) as span:
+            if self._chance() < self._failure_rate:
+                raise MailerUnavailable("simulated mailer failure")
+            with self._store.transaction() as tx:
+                new = tx.execute(
+                    'INSERT INTO "emails" ("orderId", "template", "to", "ts") VALUES (?, ?, ?, ?)'
+                    ' ON CONFLICT ("orderId", "template") DO NOTHING',
+                    (email.orderId, email.template, email.to, email.ts),
+                ).rowcount
+            span.set_attribute("email.sent", bool(new))  # False: the provider had it already (a resend)
+            if new:
+                kind = "email" if email.template == CONFIRMED else f"{email.template} email"
+                log.info("Sending %s %s", kind, {"orderId": email.orderId, "to": email.to, "ts": email.ts})
 
 
 def create_tables(store: Store) -> None:

@@ -1,6 +1,7 @@
 """The orders HTTP API (bottle): POST /orders, GET /orders/<id>, POST
 /orders/<id>/cancel, GET /orders (the latest, with their timelines), GET
-/health, and the order page at /.
+/health, GET /metrics (Prometheus) and the order page at /. Each request gets
+a span and a duration.
 
 Errors are JSON that names the problem; no stack trace ever reaches a client.
 The app gets what it needs as functions, so tests drive it without Kafka.
@@ -9,12 +10,14 @@ The app gets what it needs as functions, so tests drive it without Kafka.
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from pathlib import Path
 
 import bottle
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
 
 from eventbus import contracts, tracing
 from eventbus.store import StoreUnavailable
@@ -35,6 +38,12 @@ CAUSE = {  # what each hop's time is counted from
     "cancelled": "accepted",
     "refunded": "cancelled",
 }
+REQUESTS = Histogram(
+    "http_request_duration_seconds",
+    "HTTP requests orders answered, by route, method and status",
+    ["route", "method", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 
 def make_app(
@@ -44,15 +53,17 @@ def make_app(
     pending: Callable[[], int] = lambda: 0,
     latest: Callable[[int], list[dict]] = lambda limit: [],
     cancel: Callable[[int], tuple[str, dict | None]] = lambda order_id: ("unknown", None),
-) -> bottle.Bottle:
+    trace_view: str | None = None,
+):
+    """The WSGI app. `trace_view`: the address of a trace in a trace viewer,
+    with `{traceId}` in it, for the page to link each order's trace to."""
     app = bottle.Bottle(catchall=True)
 
     @app.post("/orders")
     @_needs_database
     def post_order():
-        with tracing.continuing(bottle.request.get_header("traceparent")):
-            request = _read_order_request(max_body_bytes)
-            decision = place(request)
+        request = _read_order_request(max_body_bytes)
+        decision = place(request)
         if decision.outcome == "conflict":
             return _error(
                 409, f"order {request.orderId} exists with other fields", existing=contracts.to_payload(decision.order)
@@ -72,10 +83,10 @@ def make_app(
         return _with_status(row)
 
     @app.post("/orders/<order_id:int>/cancel")
+    @_needs_database
     def cancel_order(order_id: int):
         """Cancel the order: 202 the first time (OrderCancelled is published), 200 after."""
-        with tracing.continuing(bottle.request.get_header("traceparent")):
-            outcome, row = cancel(order_id) if 0 < order_id <= MAX_ORDER_ID else ("unknown", None)
+        outcome, row = cancel(order_id) if 0 < order_id <= MAX_ORDER_ID else ("unknown", None)
         if outcome == "unknown":
             return _error(404, f"no order {order_id}")
         bottle.response.status = CANCEL_CODE[outcome]
@@ -88,7 +99,12 @@ def make_app(
         limit = bottle.request.query.get("limit", "10")
         if not re.fullmatch(r"[0-9]{1,3}", limit) or not 1 <= int(limit) <= MAX_LIST:
             return _error(400, f"limit must be a whole number from 1 to {MAX_LIST}")
-        return {"orders": [_with_status(row) | timeline(row) for row in latest(int(limit))]}
+        orders = [_with_status(row) | timeline(row) for row in latest(int(limit))]
+        for order in orders:
+            order["traceUrl"] = (
+                trace_view.replace("{traceId}", order["traceId"]) if trace_view and order["traceId"] else None
+            )
+        return {"orders": orders}
 
     @app.get("/")
     def page():
@@ -107,6 +123,11 @@ def make_app(
         except StoreUnavailable as error:
             return _error(503, str(error), status="unavailable", missing=["database"])
 
+    @app.get("/metrics")
+    def prometheus_metrics():
+        bottle.response.content_type = CONTENT_TYPE_LATEST
+        return generate_latest(REGISTRY)
+
     @app.error(404)
     @app.error(405)
     @app.error(500)
@@ -117,7 +138,29 @@ def make_app(
         message = {404: "not found", 405: "method not allowed"}.get(error.status_code, "internal error")
         return json.dumps({"error": message})
 
-    return app
+    return tracing.wsgi(_timed(app))
+
+
+def _timed(app: bottle.Bottle):
+    """`app` observing each request's duration by route, method and status, and
+    naming the request's span after its route."""
+
+    def timed_app(environ: dict, start_response: Callable):
+        began, status = time.perf_counter(), ["500"]
+
+        def start(code: str, headers: list, exc_info=None):
+            status[0] = code.split(" ", 1)[0]
+            return start_response(code, headers, exc_info)
+
+        try:
+            return app(environ, start)
+        finally:
+            route = environ.get("bottle.route")
+            rule = route.rule if route else "unmatched"
+            tracing.name_request(environ["REQUEST_METHOD"], rule)
+            REQUESTS.labels(rule, environ["REQUEST_METHOD"], status[0]).observe(time.perf_counter() - began)
+
+    return timed_app
 
 
 def _needs_database(route: Callable) -> Callable:

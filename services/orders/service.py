@@ -3,6 +3,7 @@ along the chain (created, paid, emailed) from the events on the topic. Cancels
 an order, once, when its payment is declined or its customer asks, and emits
 OrderCancelled; follows what comes of it (refunded, the emails)."""
 
+import contextvars
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ from eventbus import contracts, outbox, tracing
 from eventbus.consumer import Handler
 from eventbus.contracts import timestamp
 from eventbus.service import Service
-from eventbus.settings import HOST, IPV6, Env, Settings, checked
+from eventbus.settings import HOST, IPV6, URL, Env, Settings, checked
 from eventbus.store import Store, StoreUnavailable, Transaction
 from generated.create_order_request import CreateOrderRequest
 from generated.email_sent import EmailSent
@@ -281,6 +282,7 @@ class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 5002
     max_body_bytes: int = 16 * 1024
+    trace_view: str | None = None  # a trace viewer's address of a trace, with {traceId} in it
 
 
 def read_settings(env: Env) -> tuple[Settings, HttpSettings]:
@@ -288,6 +290,13 @@ def read_settings(env: Env) -> tuple[Settings, HttpSettings]:
         host=env.text("HTTP_HOST", HttpSettings.host, f"{HOST}|{IPV6}", "a host name or IP address, such as 127.0.0.1"),
         port=env.port("HTTP_PORT", HttpSettings.port),
         max_body_bytes=env.whole("MAX_BODY_BYTES", HttpSettings.max_body_bytes, 1, expected="a whole number of bytes"),
+        trace_view=env.text(
+            "TRACE_VIEW",
+            "",
+            rf"|{URL}\{{traceId\}}\S*",
+            "a URL with {traceId} in it, such as http://127.0.0.1:9411/zipkin/traces/{traceId}",
+        )
+        or None,
     )
     return Settings.from_env("orders", env), http
 
@@ -299,16 +308,20 @@ def answering_within(seconds: float, workers: int) -> Callable:
     pool = ThreadPoolExecutor(workers, thread_name_prefix="database")
 
     def call(work: Callable[[float], object]):
-        """`work` gets its deadline, in time.monotonic() seconds."""
+        """`work` gets its deadline, in time.monotonic() seconds, and runs in the
+        caller's context (its trace, so the events it queues continue it)."""
+        context = contextvars.copy_context()
         try:
-            return pool.submit(work, time.monotonic() + seconds).result(timeout=seconds)
+            return pool.submit(context.run, work, time.monotonic() + seconds).result(timeout=seconds)
         except NoAnswer:
             raise StoreUnavailable(f"no answer from the database within {seconds:g} s") from None
 
     return call
 
 
-def make_orders_app(service: Service, max_body_bytes: int, answer_within_s: float = ANSWER_WITHIN_S):
+def make_orders_app(
+    service: Service, max_body_bytes: int, trace_view: str | None = None, answer_within_s: float = ANSWER_WITHIN_S
+):
     """The HTTP API over the service's store and outbox, each call given up
     after `answer_within_s` (see answering_within)."""
     within = answering_within(answer_within_s, workers=8)
@@ -319,12 +332,13 @@ def make_orders_app(service: Service, max_body_bytes: int, answer_within_s: floa
         cancel=lambda order_id: within(lambda deadline: cancel_order(service, order_id)),
         pending=lambda: within(lambda deadline: outbox.pending(service.store)),
         max_body_bytes=max_body_bytes,
+        trace_view=trace_view,
     )
 
 
 def main() -> None:
     settings, http = checked(read_settings)
     service = Service(settings, HANDLERS, create_tables, relaxed=True)  # following the chain is for the page
-    app = make_orders_app(service, http.max_body_bytes)
+    app = make_orders_app(service, http.max_body_bytes, http.trace_view)
     server = waitress.create_server(app, host=http.host, port=http.port, threads=4, ident="orders")
     service.run(serve=server.run, close=server.close)

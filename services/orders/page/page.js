@@ -35,6 +35,14 @@ function fate(order) {
   return element("span", { className: "cancelled" }, `cancelled: ${order.reason} · ${money}`);
 }
 
+// The order's trace id; a link to the trace in the trace viewer when traces are exported.
+function traceOf(order) {
+  const id = order.traceId || "-";
+  if (!order.traceUrl) return element("span", { className: "trace" }, `trace ${id}`);
+  return element("span", { className: "trace" }, "trace ",
+    element("a", { href: order.traceUrl, target: "_blank", rel: "noopener", className: "trace-link" }, id));
+}
+
 function orderItem(order) {
   const stopped = order.status === "cancelled";
   const amount = order.chain.amount !== null ? `amount ${order.chain.amount}` : stopped ? "not charged" : "not charged yet";
@@ -44,7 +52,7 @@ function orderItem(order) {
     element("span", {}, `customer ${order.userId} · ${order.qty} × item ${order.itemId}`),
     element("span", {}, amount),
     element("span", {}, email),
-    element("span", { className: "trace" }, `trace ${order.traceId || "-"}`),
+    traceOf(order),
     fate(order));
   const chain = element("div", { className: "chain" }, ...order.timeline.map(hop));
   const item = element("li", { className: "order", id: `order-${order.orderId}` }, summary, chain);

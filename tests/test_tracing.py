@@ -1,0 +1,121 @@
+"""Spans along the chain: the span that writes an outbox row is the parent of
+the relay's producer span, which is the parent of each consumer's span; the
+wire carries one `traceparent`, the producer span's."""
+
+import threading
+
+from opentelemetry.trace import SpanKind, StatusCode
+
+from eventbus import outbox, tracing
+from eventbus.consumer import ConsumerLoop, Handler, Rejected
+from eventbus.envelope import seal
+from eventbus.settings import Settings
+from generated.order_created import OrderCreated
+from generated.payment_captured import PaymentCaptured
+
+SETTINGS = Settings(service="billing")
+ORDER = OrderCreated(orderId=7, userId=1, itemId=2, qty=1, ts="2026-11-27T10:00:00.000Z")
+
+
+def charge(order: OrderCreated, tx) -> list:
+    return [PaymentCaptured(orderId=order.orderId, amount=100, ts=order.ts)]
+
+
+def consume(store, stop, consumer, handler: Handler) -> None:
+    ConsumerLoop(consumer, store, SETTINGS, {OrderCreated: handler}, lambda: None).run(stop)
+
+
+def only(spans, kind: SpanKind):
+    [span] = [span for span in spans if span.kind == kind]
+    return span
+
+
+def test_the_consumer_span_is_a_child_of_the_sender_with_the_messaging_attributes(
+    store, stop, fake_consumer, kafka_record, spans
+):
+    with tracing.span("sender") as sender:
+        message = seal(ORDER, "orders")
+    consume(store, stop, fake_consumer([kafka_record(message, offset=5, partition=2)]), Handler(charge))
+
+    consumer = only(spans(), SpanKind.CONSUMER)
+    assert consumer.parent.span_id == sender.get_span_context().span_id
+    assert consumer.context.trace_id == sender.get_span_context().trace_id
+    assert dict(consumer.attributes) == {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": "orders.events",
+        "messaging.destination.partition.id": "2",
+        "messaging.kafka.offset": 5,
+        "messaging.consumer.group.name": "billing",
+        "messaging.kafka.message.key": "7",
+        "messaging.message.id": message.headers["ce_id"].decode(),
+        "cloudevents.event_type": "OrderCreated",
+        "outcome": "handled",
+    }
+
+
+def test_the_events_a_handler_emits_are_written_in_the_consumer_span(
+    store, stop, fake_consumer, kafka_record, outbox_rows, spans
+):
+    consume(store, stop, fake_consumer([kafka_record(seal(ORDER, "orders"))]), Handler(charge))
+    consumer = only(spans(), SpanKind.CONSUMER)
+    [row] = outbox_rows()
+    assert tracing.trace_id(row["headers"]["traceparent"].decode()) == f"{consumer.context.trace_id:032x}"
+    assert row["headers"]["traceparent"].decode().split("-")[2] == f"{consumer.context.span_id:016x}"
+
+
+def test_a_duplicate_shows_as_the_outcome_of_its_span(store, stop, fake_consumer, kafka_record, spans):
+    handler = Handler(charge, once_per=lambda order: order.orderId)
+    records = [kafka_record(seal(ORDER, "orders"), offset=n) for n in (0, 1)]
+    consume(store, stop, fake_consumer(records), handler)
+    outcomes = [span.attributes["outcome"] for span in spans() if span.kind == SpanKind.CONSUMER]
+    assert outcomes == ["handled", "duplicate"]
+
+
+def test_a_dead_lettered_message_span_carries_the_reason(store, stop, fake_consumer, kafka_record, spans):
+    def reject(order, tx):
+        raise Rejected("no such customer")
+
+    consume(store, stop, fake_consumer([kafka_record(seal(ORDER, "orders"))]), Handler(reject))
+    consumer = only(spans(), SpanKind.CONSUMER)
+    assert consumer.attributes["dlq.reason"] == "no such customer"
+    assert consumer.attributes["outcome"] == "dead_lettered"
+    assert consumer.status.status_code == StatusCode.ERROR
+
+
+class AcknowledgingProducer:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, topic, key, value, headers):
+        self.sent.append(dict(headers))
+        return Acknowledged(len(self.sent))
+
+    def flush(self, timeout=None):
+        pass
+
+
+class Acknowledged:
+    def __init__(self, offset: int):
+        self.value, self.exception = type("Metadata", (), {"partition": 1, "offset": offset}), None
+
+    def succeeded(self) -> bool:
+        return True
+
+    def failed(self) -> bool:
+        return False
+
+
+def test_the_relay_sends_each_row_in_a_producer_span_child_of_the_span_that_wrote_it(store, tmp_path, spans):
+    with tracing.span("writer") as writer, store.transaction() as tx:
+        outbox.add_event(tx, SETTINGS, ORDER)
+    producer = AcknowledgingProducer()
+    outbox.Relay(store, Settings(service="orders", data_dir=tmp_path), threading.Event())._publish_batch(producer)
+
+    send = only(spans(), SpanKind.PRODUCER)
+    assert send.parent.span_id == writer.get_span_context().span_id
+    assert send.attributes["messaging.destination.partition.id"] == "1"
+    assert send.attributes["messaging.kafka.offset"] == 1
+    [headers] = producer.sent
+    assert [name for name in headers if "trace" in name] == ["traceparent"]
+    assert headers["traceparent"].decode().split("-")[2] == f"{send.context.span_id:016x}"
