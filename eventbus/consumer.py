@@ -129,9 +129,17 @@ class ConsumerLoop:
         stop.wait(self._backoff)
 
     def _traced(self, tx: Transaction, record: ConsumerRecord) -> None:
-        """Process one message in a savepoint, inside a span of its own, and count what became of it."""
-        with tracing.consuming(record, self._settings.service) as span, tx.savepoint():
-            outcome = self._process(tx, record)
+        """Process one message in a savepoint, inside a span of its own, and count
+        what became of it. A rejected event's writes roll back with the savepoint
+        before it is dead-lettered: one savepoint per message, two round trips on
+        PostgreSQL, not a second one nested for the handler."""
+        with tracing.consuming(record, self._settings.service) as span:
+            try:
+                with tx.savepoint():
+                    outcome = self._process(tx, record)
+            except Rejected as rejection:
+                self._dead_letter(tx, record, str(rejection))
+                outcome = "dead_lettered"
             span.set_attribute("outcome", outcome)
         event_type = next((value for name, value in record.headers or [] if name == "ce_type"), b"").decode(
             errors="replace"
@@ -149,12 +157,7 @@ class ConsumerLoop:
         handler = envelope and self._handlers.get(type(envelope.event))
         if handler is None:
             return "ignored"
-        try:
-            with tx.savepoint():
-                events = self._run(tx, handler, envelope)
-        except Rejected as rejection:
-            self._dead_letter(tx, record, str(rejection))
-            return "dead_lettered"
+        events = self._run(tx, handler, envelope)  # Rejected: see _traced
         if events is None:
             return "duplicate"
         for event in events:
