@@ -1,12 +1,26 @@
 """The order page, in headless Chromium."""
 
 from behave import given, then, when
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from features.browser import SCREENSHOTS
 from features.driver import wait_until
 
 SERVICES = ("orders", "billing", "notifications")
+
+
+def on_page(read):
+    """`read`, retried by `wait_until` when the page redrew the order under it:
+    an element found just before a redraw is stale, which means "look again"."""
+
+    def attempt():
+        try:
+            return read()
+        except StaleElementReferenceException:
+            return None
+
+    return attempt
 
 
 @given("the order page is open in a browser")
@@ -42,7 +56,7 @@ def step_page_emailed(context, amount):
         lambda: browser.execute_script(f"return document.getElementById('{item}')?.dataset.status") == "emailed",
         f"the page shows order {context.order_id} emailed",
     )
-    text = browser.find_element(By.ID, item).text
+    text = wait_until(on_page(lambda: browser.find_element(By.ID, item).text), f"order {context.order_id}'s text")
     assert f"amount {amount}" in text, text
     assert context.driver.wait_for_event(context.order_id, "EmailSent").trace_id in text, text
     assert browser.execute_script("return window.notReloaded") is True, "the page was reloaded"
@@ -52,24 +66,26 @@ def step_page_emailed(context, amount):
 
 @when("the customer cancels the order on the page")
 def step_cancel_on_page(context):
-    item = f"order-{context.order_id}"
-    button = wait_until(
-        lambda: context.browser.find_elements(By.CSS_SELECTOR, f"#{item} button.cancel"),
-        f"the page offers to cancel order {context.order_id}",
-    )[0]
-    button.click()
+    selector = f"#order-{context.order_id} button.cancel"
+
+    def click_cancel():
+        buttons = context.browser.find_elements(By.CSS_SELECTOR, selector)
+        if buttons:
+            buttons[0].click()
+        return bool(buttons)
+
+    wait_until(on_page(click_cancel), f"the page offers to cancel order {context.order_id} and takes the click")
 
 
 @then("the page shows the chain stopped in red at {first} and {second}, with {money}")
 def step_page_stopped(context, first, second, money):
     browser, item = context.browser, f"order-{context.order_id}"
 
-    def stopped_hops():
+    def stopped_text():
         hops = browser.find_elements(By.CSS_SELECTOR, f"#{item} .hop.stop.done")
-        return [hop.text.split()[0] for hop in hops] == [first, second] and hops
+        return [hop.text.split()[0] for hop in hops] == [first, second] and browser.find_element(By.ID, item).text
 
-    wait_until(stopped_hops, f"the page shows order {context.order_id} stopped at {first} and {second}")
-    text = browser.find_element(By.ID, item).text
+    text = wait_until(on_page(stopped_text), f"the page shows order {context.order_id} stopped at {first} and {second}")
     assert money in text, text
     assert browser.execute_script("return window.notReloaded") is True, "the page was reloaded"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

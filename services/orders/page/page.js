@@ -60,11 +60,22 @@ function orderItem(order) {
   return item;
 }
 
+// An order whose JSON has not changed keeps its element, so a click on it is
+// never lost to a redraw between the press and the release.
+function keptOrNew(order) {
+  const drawn = JSON.stringify(order);
+  const kept = document.getElementById(`order-${order.orderId}`);
+  if (kept && kept.dataset.drawn === drawn) return kept;
+  const item = orderItem(order);
+  item.dataset.drawn = drawn;
+  return item;
+}
+
 async function refresh() {
   try {
     const response = await fetch("/orders?limit=10", { cache: "no-store" });
     const { orders } = readJson(await response.text());
-    document.getElementById("orders").replaceChildren(...orders.map(orderItem));
+    document.getElementById("orders").replaceChildren(...orders.map(keptOrNew));
     document.getElementById("empty").hidden = orders.length > 0;
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
