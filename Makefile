@@ -107,12 +107,12 @@ tail: $(INSTALLED) ## Show the events on the topics live (ORDER=42 TYPE=PaymentC
 	$(BIN)/python -m devstack.tail $(if $(ORDER),--order $(ORDER)) $(if $(TYPE),--type $(TYPE)) $(if $(FROM),--from $(FROM))
 
 up: ## Build and start the stack under Docker Compose (orders on 127.0.0.1:5002; TRACES=1: and Zipkin)
-	$(if $(TRACES),COMPOSE_PROFILES=traces) docker compose up --build --detach --wait
+	docker compose $(if $(filter 1,$(TRACES)),--profile traces) up --build --detach --wait
 	@echo "Up. Place an order:  curl -X POST localhost:5002/orders -H 'Content-Type: application/json' -d '{\"userId\":1,\"itemId\":2,\"qty\":1}'"
 	@echo "Follow it:           make logs    Stop:  make down"
 
 down: ## Stop the Compose stack (its data volumes stay; `docker compose down -v` wipes them)
-	docker compose down --remove-orphans
+	docker compose --profile '*' down --remove-orphans
 
 logs: ## Follow the Compose stack's logs
 	docker compose logs --follow

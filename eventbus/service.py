@@ -61,7 +61,7 @@ class Service:
         """`relaxed`: nothing waits on what this service's consumer does, so it
         polls a few times a second whatever the rate (see eventbus.kafka.Poller)."""
         tracing.configure_logging(settings.log_level)
-        tracing.configure(settings.service, settings.traces_exporter)
+        self.exports_traces = tracing.configure(settings.service, settings.traces_exporter, settings.traces_endpoint)
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.settings = settings
         self.handlers = handlers

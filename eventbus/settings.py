@@ -156,6 +156,7 @@ class Settings:
     instance: str | None = None
     outbox_retention_s: int = 3600  # sent outbox rows are deleted this long after they were sent
     traces_exporter: str = "none"  # where spans go: none, zipkin or otlp (each reads its OTEL_EXPORTER_* endpoint)
+    traces_endpoint: str | None = None  # that exporter's endpoint, as its OTEL_EXPORTER_* variable gives it
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None  # a port of its own for GET /metrics (orders also serves it on its HTTP port)
 
@@ -175,7 +176,7 @@ class Settings:
             outbox_retention_s=env.whole(
                 "OUTBOX_RETENTION_S", cls.outbox_retention_s, expected="a whole number of seconds"
             ),
-            traces_exporter=_traces_exporter(env),
+            **_traces_exporter(env),
             metrics_host=env.text("METRICS_HOST", cls.metrics_host, f"{HOST}|{IPV6}", "a host name or IP address"),
             metrics_port=env.port("METRICS_PORT", 1) if env.raw("METRICS_PORT", "") else None,
         )
@@ -185,10 +186,9 @@ class Settings:
         return self.data_dir / f"{name or self.service}.db"
 
 
-def _traces_exporter(env: Env) -> str:
+def _traces_exporter(env: Env) -> dict:
     """OTEL_TRACES_EXPORTER, and the endpoint of the exporter it names."""
     exporter = env.choice("OTEL_TRACES_EXPORTER", "none", TRACES_EXPORTERS).lower()
-    endpoint = {"zipkin": "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "otlp": "OTEL_EXPORTER_OTLP_ENDPOINT"}.get(exporter)
-    if endpoint:
-        env.text(endpoint, "http://localhost", URL, "an http:// or https:// URL")
-    return exporter
+    variable = {"zipkin": "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "otlp": "OTEL_EXPORTER_OTLP_ENDPOINT"}.get(exporter)
+    endpoint = env.text(variable, "http://localhost", URL, "an http:// or https:// URL") if variable else None
+    return {"traces_exporter": exporter, "traces_endpoint": endpoint}

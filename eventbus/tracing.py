@@ -8,9 +8,11 @@ Spans always get ids (the logs and the order page show them); they leave the
 process only when OTEL_TRACES_EXPORTER names an exporter."""
 
 import logging
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 from kafka.consumer.fetcher import ConsumerRecord
 from opentelemetry import context, trace
@@ -23,15 +25,26 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 _PROPAGATOR = TraceContextTextMapPropagator()  # only `traceparent` (and a `tracestate` when one came in)
 _tracer = trace.get_tracer("eventbus")
+log = logging.getLogger(__name__)
+_exporting = False  # whether this process's spans leave it (see configure)
 
 
-def configure(service: str, exporter: str) -> None:
+def configure(service: str, exporter: str, endpoint: str | None = None) -> bool:
     """Name this process's spans after `service` and export them with `exporter`
-    (`none`: no exporter, no thread). Once per process; later calls change nothing.
-    An exporter's packages are imported only when it is chosen."""
+    (`none`: no exporter, no thread) to `endpoint`; say whether spans leave the process.
+    Once per process; later calls change nothing. An exporter's packages are
+    imported only when it is chosen.
+
+    An endpoint whose host does not resolve turns the exporter off, said once:
+    under Docker Compose the `zipkin` host exists only with the `traces` profile,
+    and without it every batch of spans would fail and log."""
+    global _exporting
     if isinstance(trace.get_tracer_provider(), TracerProvider):
-        return
+        return _exporting
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    if exporter != "none" and not resolves(endpoint):
+        log.info("traces: %s does not resolve, so spans are not exported", urlsplit(endpoint).hostname)
+        exporter = "none"
     if exporter == "zipkin":
         from opentelemetry.exporter.zipkin.json import ZipkinExporter  # reads OTEL_EXPORTER_ZIPKIN_ENDPOINT
 
@@ -41,6 +54,18 @@ def configure(service: str, exporter: str) -> None:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    _exporting = exporter != "none"
+    return _exporting
+
+
+def resolves(endpoint: str | None) -> bool:
+    """Whether the host of `endpoint` (localhost when None) has an address."""
+    host = urlsplit(endpoint or "http://localhost").hostname
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return True
 
 
 def shutdown() -> None:

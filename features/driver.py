@@ -183,6 +183,10 @@ class Driver:
     def get_order(self, order_id: int) -> Reply:
         return self._send(urllib.request.Request(f"{self.orders_url}/orders/{order_id}"))
 
+    def latest_orders(self, limit: int = 10) -> Reply:
+        """What the order page shows: the latest orders, newest first."""
+        return self._send(urllib.request.Request(f"{self.orders_url}/orders?limit={limit}"))
+
     def health(self) -> Reply:
         return self._send(urllib.request.Request(f"{self.orders_url}/health"))
 

@@ -4,7 +4,8 @@ By default the whole local stack (a real Kafka broker and the three services)
 is started once for the run, on ports of its own with fresh data, and stopped
 at the end. To run against a stack that is already up (make run, compose),
 name it: ORDERS_URL, KAFKA_BOOTSTRAP_SERVERS and SERVICE_LOGS (a folder of
-<service>.log files, or a command with {service} in it).
+<service>.log files, or a command with {service} in it), and ZIPKIN_URL when
+its services send their spans to a Zipkin.
 """
 
 import itertools
@@ -98,6 +99,8 @@ def before_all(context):
             os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             os.environ.get("SERVICE_LOGS", ".run/logs"),
         )
+        if os.environ.get("ZIPKIN_URL"):
+            context.zipkin = Zipkin(os.environ["ZIPKIN_URL"])
         return
     stack = use_fixture(local_stack, context)
     use_fixture(driver, context, stack.config.orders_url, stack.broker.bootstrap_servers, str(stack.config.log_dir))
@@ -125,8 +128,11 @@ def before_tag(context, tag):
 
 def before_scenario(context, scenario):
     context.events_before = context.driver.topic.count()
-    if {"traces", "metrics"} & set(scenario.effective_tags) and not hasattr(context, "metrics"):
-        scenario.skip("traces and metrics are read from the local stack, which this run did not start")
+    if "traces" in scenario.effective_tags and not hasattr(context, "zipkin"):
+        scenario.skip("traces are read from a Zipkin: the local stack's, or ZIPKIN_URL's")
+        return
+    if "metrics" in scenario.effective_tags and not hasattr(context, "metrics"):
+        scenario.skip("metrics are read from the local stack, which this run did not start")
         return
     if "faults" in scenario.effective_tags:
         if not hasattr(context, "faults"):

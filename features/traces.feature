@@ -7,6 +7,7 @@ Feature: One order's trace across every service
   Scenario: An order's trace holds every service's part, each after the send it reacted to
     When customer 1 orders 1 of item 2
     Then the order's trace shows orders, billing and notifications handling it, each after the send of its event
+    And the order page links the order to that trace in the trace viewer
 
   Scenario: The trace of a replayed order shows billing skipping it
     Given customer 1 has ordered 1 of item 2 under an order number of their own

@@ -122,8 +122,13 @@ def test_consumers_can_be_scaled(service):
     assert "CONSUMER_INSTANCE_ID" not in definition["environment"]
 
 
-def test_the_services_export_traces_only_under_the_traces_profile():
+def test_the_services_export_traces_to_the_zipkin_of_the_traces_profile_and_wait_for_it():
+    """Without the profile there is no `zipkin` host, and the services turn
+    their exporter off themselves (tests/test_tracing.py)."""
     assert COMPOSE["services"]["zipkin"]["profiles"] == ["traces"]
     assert COMPOSE["services"]["zipkin"]["image"].startswith("openzipkin/zipkin:")
     for name in BUILT:
-        assert COMPOSE["services"][name]["environment"]["OTEL_TRACES_EXPORTER"] == "${COMPOSE_PROFILES:+zipkin}", name
+        environment = COMPOSE["services"][name]["environment"]
+        assert environment["OTEL_TRACES_EXPORTER"] == "zipkin", name
+        assert environment["OTEL_EXPORTER_ZIPKIN_ENDPOINT"].startswith("http://zipkin:9411/"), name
+        assert COMPOSE["services"][name]["depends_on"]["zipkin"] == {"condition": "service_healthy", "required": False}

@@ -2,6 +2,8 @@
 the relay's producer span, which is the parent of each consumer's span; the
 wire carries one `traceparent`, the producer span's."""
 
+import subprocess
+import sys
 import threading
 
 from opentelemetry.trace import SpanKind, StatusCode
@@ -119,3 +121,20 @@ def test_the_relay_sends_each_row_in_a_producer_span_child_of_the_span_that_wrot
     [headers] = producer.sent
     assert [name for name in headers if "trace" in name] == ["traceparent"]
     assert headers["traceparent"].decode().split("-")[2] == f"{send.context.span_id:016x}"
+
+
+def test_an_exporter_whose_host_does_not_resolve_is_turned_off_saying_so_once():
+    """As under Docker Compose without the `traces` profile: no `zipkin` host."""
+    script = (
+        "import logging; from eventbus import tracing; logging.basicConfig(level=logging.INFO);"
+        "print(tracing.configure('billing', 'zipkin', 'http://zipkin.invalid:9411/api/v2/spans'))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "False\n", done.stderr
+    assert done.stderr.count("zipkin.invalid does not resolve, so spans are not exported") == 1, done.stderr
+
+
+def test_an_endpoint_resolves_by_its_host():
+    assert tracing.resolves("http://127.0.0.1:9411/api/v2/spans")
+    assert tracing.resolves(None)  # the exporter's own default, localhost
+    assert not tracing.resolves("http://zipkin.invalid:9411/api/v2/spans")

@@ -1,5 +1,7 @@
 """An order's trace in the trace viewer, and what each service's metrics say."""
 
+import urllib.request
+
 from behave import given, then, when
 
 from features.driver import wait_until
@@ -34,6 +36,16 @@ def step_whole_trace(context):
         for attribute in ("messaging.destination.name", "messaging.destination.partition.id", "messaging.kafka.offset"):
             assert attribute in consumer.tags, (attribute, consumer)
         assert consumer.tags["messaging.kafka.message.key"] == str(context.order_id), consumer
+
+
+@then("the order page links the order to that trace in the trace viewer")
+def step_page_links_trace(context):
+    trace_id = context.driver.wait_for_event(context.order_id, "EmailSent").trace_id
+    reply = context.driver.latest_orders(100)
+    [order] = [order for order in reply.body["orders"] if order["orderId"] == context.order_id]
+    assert order["traceUrl"] and trace_id in order["traceUrl"], order
+    with urllib.request.urlopen(order["traceUrl"], timeout=10) as page:  # the viewer's page of that trace
+        assert page.status == 200, page.status
 
 
 def _senders_arrived(spans) -> bool:

@@ -339,6 +339,8 @@ def make_orders_app(
 def main() -> None:
     settings, http = checked(read_settings)
     service = Service(settings, HANDLERS, create_tables, relaxed=True)  # following the chain is for the page
-    app = make_orders_app(service, http.max_body_bytes, http.trace_view)
+    # A link to a trace whose spans never left this process would lead nowhere.
+    trace_view = http.trace_view if service.exports_traces else None
+    app = make_orders_app(service, http.max_body_bytes, trace_view)
     server = waitress.create_server(app, host=http.host, port=http.port, threads=4, ident="orders")
     service.run(serve=server.run, close=server.close)
