@@ -1,4 +1,4 @@
-"""Two baselines: what kafka-python alone does on this machine, measured in the
+"""Two baselines: what confluent-kafka alone does on this machine, measured in the
 same run as the chain so that the chain is judged against the right limit.
 
 - **relay**: three pass-through hops, each its own process: consume bench.hopN,
@@ -22,12 +22,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.cpu import CpuMeter
 from bench.stats import rate_between
+from devstack.kafka import client
+from devstack.topic import arrived, reader
 from eventbus.contracts import timestamp
 from eventbus.envelope import seal
 from eventbus.kafka import Poller, make_consumer, make_producer
@@ -111,7 +112,7 @@ def run(
     processes.append(
         context.Process(target=_feed, args=(base, shape, delivered, stop, until), name="bench-feeder", daemon=True)
     )
-    observer = _observer(bootstrap_servers, shape.out)
+    observer = reader(bootstrap_servers, (shape.out,))
     samples: list[tuple[float, int]] = []
     try:
         for process in processes:
@@ -155,8 +156,8 @@ def _count_output(shape: Shape, observer, delivered, samples, seconds, progress,
         dead = [p.name for p in processes if not p.is_alive()]
         if dead:
             raise RuntimeError(f"{shape.name} process(es) died: {', '.join(dead)}")
-        for records in observer.poll(timeout_ms=100).values():
-            count += sum(1 for record in records if shape.out_type is None or _type(record) == shape.out_type)
+        out = arrived(observer, 0.1)
+        count += sum(1 for record in out if shape.out_type is None or _type(record) == shape.out_type)
         now = time.monotonic()
         if count and first is None:
             first = now
@@ -167,15 +168,8 @@ def _count_output(shape: Shape, observer, delivered, samples, seconds, progress,
             progress.show(shape.name, (now - first) / seconds, f"{count:,} {shape.unit}s out, ~{rate:,.0f}/s")
 
 
-def _type(record) -> bytes | None:
-    return next((value for name, value in record.headers or () if name == "ce_type"), None)
-
-
-def _observer(bootstrap_servers: str, topic: str) -> KafkaConsumer:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, metrics_enabled=False)
-    consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))])
-    consumer.seek_to_beginning()
-    return consumer
+def _type(record: Message) -> bytes | None:
+    return next((value for name, value in record.headers() or () if name == "ce_type"), None)
 
 
 def _hop(base: Settings, hop: Hop, stop, until: float) -> None:
@@ -188,29 +182,36 @@ def _hop(base: Settings, hop: Hop, stop, until: float) -> None:
     try:
         while not stop.is_set() and time.time() < until:
             batches = poller.poll()
-            sends = [
-                producer.send(hop.target, key=record.key, value=record.value, headers=_passed(record, hop.turns))
+            passed = [
+                record
                 for records in batches.values()
                 for record in records
                 if hop.turns is None or _type(record) in hop.turns
             ]
-            if sends:
-                producer.flush(timeout=30)
-            failed = next((future.exception for future in sends if future.failed()), None)
-            if failed:
-                raise failed
-            poller.done({partition: records[-1].offset + 1 for partition, records in batches.items()})
+            for record in passed:
+                producer.produce(
+                    hop.target, record.value(), record.key(), headers=_passed(record, hop.turns), on_delivery=_sent
+                )
+            if passed and producer.flush(30):
+                raise TimeoutError(f"{hop.group}: Kafka did not take its messages within 30s")
+            poller.done({partition: records[-1].offset() + 1 for partition, records in batches.items()})
     finally:
         poller.close()
-        producer.close(timeout=5)
-        consumer.close(autocommit=False)
+        producer.flush(5)
+        consumer.close()
 
 
-def _passed(record, turns: dict[bytes, bytes] | None) -> list[tuple[str, bytes]]:
+def _sent(error: KafkaError | None, _message: Message) -> None:
+    """A delivery report: a failed send ends the hop (raised out of flush or poll)."""
+    if error is not None:
+        raise KafkaException(error)
+
+
+def _passed(record: Message, turns: dict[bytes, bytes] | None) -> list[tuple[str, bytes]]:
     """The record's headers, with its ce_type turned into the next one."""
     if turns is None:
-        return record.headers
-    return [(name, turns[value] if name == "ce_type" else value) for name, value in record.headers]
+        return record.headers()
+    return [(name, turns[value] if name == "ce_type" else value) for name, value in record.headers()]
 
 
 def _feed(base: Settings, shape: Shape, delivered, stop, until: float) -> None:
@@ -228,54 +229,56 @@ def _feed(base: Settings, shape: Shape, delivered, stop, until: float) -> None:
                 continue
             for _ in range(FEED_CHUNK):
                 sent += 1
-                producer.send(shape.feed, key=str(sent).encode(), value=sample.value, headers=headers)
+                producer.produce(shape.feed, sample.value, str(sent).encode(), headers=headers, on_delivery=_sent)
+            producer.poll(0)  # serve the delivery reports
     finally:
-        producer.close(timeout=5)
+        producer.flush(5)
 
 
-def _wait_for_metadata(producer, topic: str, until: float) -> None:
+def _wait_for_metadata(producer: Producer, topic: str, until: float) -> None:
     """A new topic can take a moment to reach every part of the broker; a busy
-    machine can make that longer than the producer's max_block_ms."""
+    machine can make that longer than a send may wait for it."""
     while True:
         try:
-            producer.partitions_for(topic)
-            return
-        except KafkaTimeoutError:
-            if time.time() > until:
-                raise
+            if producer.list_topics(topic, timeout=5).topics[topic].partitions:
+                return
+        except KafkaException:
+            pass  # no answer in time: ask again
+        if time.time() > until:
+            raise TimeoutError(f"no partitions of {topic} known to the feeder")
+        time.sleep(0.2)
 
 
 def _recreate_topics(bootstrap_servers: str, shape: Shape, partitions: int, replication: int) -> None:
     """Fresh topics for each run: leftovers of an earlier run are deleted first."""
     _delete(bootstrap_servers, shape)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    try:
-        deadline = time.monotonic() + 30
-        spec = {"num_partitions": partitions, "replication_factor": replication}
-        while missing := [topic for topic in shape.topics if topic not in admin.list_topics()]:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not create {', '.join(missing)}")
+    admin = AdminClient(client(bootstrap_servers))
+    deadline = time.monotonic() + 30
+    while missing := [topic for topic in shape.topics if topic not in admin.list_topics(timeout=10).topics]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"could not create {', '.join(missing)}")
+        asked = [NewTopic(topic, num_partitions=partitions, replication_factor=replication) for topic in missing]
+        for answer in admin.create_topics(asked).values():
             try:
-                admin.create_topics({topic: spec for topic in missing}, wait_for_metadata=True)
-            except TopicAlreadyExistsError:
+                answer.result()
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
                 time.sleep(0.5)  # a deletion is still finishing
-    finally:
-        admin.close()
 
 
 def _delete(bootstrap_servers: str, shape: Shape) -> None:
     """Delete the shape's topics and groups if they exist (safe to call any time)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    try:
-        existing = [topic for topic in shape.topics if topic in admin.list_topics()]
-        if existing:
-            admin.delete_topics(existing)
+    admin = AdminClient(client(bootstrap_servers))
+    existing = [topic for topic in shape.topics if topic in admin.list_topics(timeout=10).topics]
+    if existing:
+        for answer in admin.delete_topics(existing).values():
+            answer.result()
+    for answer in admin.delete_consumer_groups([hop.group for hop in shape.hops]).values():
         try:
-            admin.delete_groups([hop.group for hop in shape.hops])
-        except KafkaError:
-            pass
-        deadline = time.monotonic() + 30
-        while any(topic in admin.list_topics() for topic in shape.topics) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        admin.close()
+            answer.result()
+        except KafkaException:
+            pass  # no such group: nothing to delete
+    deadline = time.monotonic() + 30
+    while any(topic in admin.list_topics(timeout=10).topics for topic in shape.topics) and time.monotonic() < deadline:
+        time.sleep(0.2)

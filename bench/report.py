@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from confluent_kafka import libversion
+
 OUT_DIR = Path(".bench")
 LIBRARIES = (
-    "kafka-python",
+    "confluent-kafka",
     "bottle",
     "waitress",
     "jsonschema",
@@ -169,6 +171,7 @@ def environment() -> dict:
             libraries[name] = None
     return {
         "libraries": libraries,
+        "librdkafka": libversion()[0],  # the C library under confluent-kafka, in its wheel
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "cores": os.cpu_count(),
@@ -257,7 +260,8 @@ def _title(r: dict) -> str:
     libraries = r.get("libraries", {})
     return (
         f"event-driven benchmark ({'smoke, ' if r.get('smoke') else ''}{r.get('stack')} stack): "
-        f"Kafka {r.get('kafka_version')}, kafka-python {libraries.get('kafka-python')}, "
+        f"Kafka {r.get('kafka_version')}, confluent-kafka {libraries.get('confluent-kafka')} "
+        f"(librdkafka {r.get('librdkafka')}), "
         f"Python {r.get('python')}, {r.get('cores')} cores"
         + (", one core kept busy by a loop (--busy-core)" if r.get("busy_core") else "")
     )

@@ -8,13 +8,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaError
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from devstack import claim
 from devstack.kafka import VERSION as KAFKA_VERSION
+from devstack.kafka import client
 from devstack.stack import Stack, StackConfig, read_store
+from devstack.topic import Partition, bystander, end_offsets, partitions
 from eventbus.settings import checked, env_int
 
 TOPIC = "orders.events"
@@ -75,35 +76,23 @@ class Target:
         return int(heap[:-1]) * (1024 if heap.endswith("g") else 1) if heap[-1] in "mg" else None
 
     def kafka_version(self) -> str:
-        if self.stack is not None:
-            return KAFKA_VERSION
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-        try:
-            probed = admin._manager.broker_version  # no public accessor in kafka-python
-            return "probed >= " + ".".join(map(str, probed))
-        except Exception:
-            return "unknown"
-        finally:
-            admin.close()
+        """The broker's version for a local stack; librdkafka does not tell a remote broker's."""
+        return KAFKA_VERSION if self.stack is not None else "unknown"
 
     def partitions(self) -> list[TopicPartition]:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap_servers)
+        consumer = bystander(self.bootstrap_servers)
         try:
-            found = consumer.partitions_for_topic(TOPIC)
+            found = partitions(consumer, (TOPIC,))
         finally:
             consumer.close()
         if not found:
             raise RuntimeError(f"no topic {TOPIC} on {self.bootstrap_servers}: is the stack up?")
-        return [TopicPartition(TOPIC, p) for p in sorted(found)]
+        return found
 
     def replication_factor(self) -> int:
         """How many copies the brokers keep of orders.events (the relay's topics get as many)."""
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-        try:
-            (topic,) = admin.describe_topics([TOPIC])
-            return len(topic["partitions"][0]["replica_nodes"])
-        finally:
-            admin.close()
+        topic = AdminClient(client(self.bootstrap_servers)).list_topics(TOPIC, timeout=10).topics[TOPIC]
+        return len(topic.partitions[0].replicas)
 
     def lag(self) -> int:
         """Messages on the topic that some service's consumer group has not committed yet."""
@@ -112,20 +101,17 @@ class Target:
     def lag_by_group(self) -> dict[str, int]:
         """For each service's consumer group, the messages it has not committed yet."""
         partitions = self.partitions()
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap_servers)
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        consumer = bystander(self.bootstrap_servers)
         try:
-            ends = consumer.end_offsets(partitions)
-            committed = _retrying(lambda: admin.list_group_offsets(list(GROUPS)))
+            ends = end_offsets(consumer, partitions)
         finally:
             consumer.close()
-            admin.close()
+        admin = AdminClient(client(self.bootstrap_servers))
         lag = {}
         for group in GROUPS:
-            offsets = committed.get(group, {})
+            committed = _committed(admin, group, partitions)
             lag[group] = sum(  # max(): a commit may land between reading the ends and the offsets
-                max(end - (done.offset if (done := offsets.get(partition)) is not None and done.offset >= 0 else 0), 0)
-                for partition, end in ends.items()
+                max(end - committed.get(partition, 0), 0) for partition, end in ends.items()
             )
         return lag
 
@@ -142,13 +128,20 @@ class Target:
             time.sleep(0.5)
 
 
+def _committed(admin: AdminClient, group: str, partitions: list[TopicPartition]) -> dict[Partition, int]:
+    """The group's committed offsets; a partition it never committed is left out."""
+    asked = ConsumerGroupTopicPartitions(group, partitions)
+    answer = _retrying(lambda: admin.list_consumer_group_offsets([asked])[group].result())
+    return {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions if tp.offset >= 0}
+
+
 def _retrying(call, attempts: int = 20):
     """A group coordinator still loading its offsets answers with a retriable error."""
     for attempt in range(attempts):
         try:
             return call()
-        except KafkaError as error:
-            if not error.retriable or attempt == attempts - 1:
+        except KafkaException as error:
+            if not error.args[0].retriable() or attempt == attempts - 1:
                 raise
             time.sleep(0.5)
 

@@ -7,8 +7,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from kafka import KafkaConsumer, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
+from devstack.topic import bystander, end_offsets
 from eventbus.kafka import Poller
 
 STAGES = (b"OrderCreated", b"PaymentCaptured", b"EmailSent")
@@ -22,15 +23,12 @@ class ChainWatcher:
     since it is a fourth consumer on the same cores."""
 
     def __init__(self, bootstrap_servers: str, partitions: list[TopicPartition]):
-        before = set(threading.enumerate())
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_servers, enable_auto_commit=False, metrics_enabled=False
-        )
-        self._io_threads = set(threading.enumerate()) - before
+        before = _threads()
+        self._consumer = bystander(bootstrap_servers)
+        ends = end_offsets(self._consumer, partitions)  # connects, so the client's threads are all there after it
+        self._io_threads = sorted(_threads() - before)
+        self._consumer.assign([TopicPartition(topic, p, end) for (topic, p), end in ends.items()])
         self._poller = Poller(self._consumer)
-        self._consumer.assign(partitions)
-        for partition, end in self._consumer.end_offsets(partitions).items():
-            self._consumer.seek(partition, end)
         self._lock = threading.Lock()
         self._seen: dict[int, float] = {}
         self._produced: dict[int, dict[bytes, int]] = {}
@@ -47,19 +45,19 @@ class ChainWatcher:
             now = time.monotonic()
             for records in batches.values():
                 for record in records:
-                    event_type = next((value for name, value in record.headers or () if name == "ce_type"), None)
-                    if event_type not in STAGES or not (record.key or b"").isdigit():
+                    event_type = _header(record, "ce_type")
+                    if event_type not in STAGES or not (record.key() or b"").isdigit():
                         continue  # not an order's event (a poison test message, say)
-                    order_id = int(record.key)
-                    self._produced.setdefault(order_id, {}).setdefault(event_type, record.timestamp)
+                    order_id = int(record.key())
+                    self._produced.setdefault(order_id, {}).setdefault(event_type, record.timestamp()[1])
                     self._count(order_id, event_type, record)
                     if event_type == b"EmailSent":
                         self._saw(order_id, now)
 
-    def _count(self, order_id: int, event_type: bytes, record) -> None:
+    def _count(self, order_id: int, event_type: bytes, record: Message) -> None:
         """A second copy with the same ce_id is a harmless redelivery; another
         ce_id is a second effect (a second charge, a second email)."""
-        ce_id = next((value for name, value in record.headers or () if name == "ce_id"), None)
+        ce_id = _header(record, "ce_id")
         if self._first_id.setdefault((order_id, event_type), ce_id) != ce_id:
             self.doubled[event_type].add(order_id)
 
@@ -100,13 +98,22 @@ class ChainWatcher:
         return self._produced.get(order_id, {})
 
     def threads(self) -> dict[str, str]:
-        """This watcher's threads (its own and kafka-python's I/O thread) as
-        CpuMeter names them: /proc/<pid>/task/<tid>/stat holds one thread's CPU."""
+        """This watcher's threads (its own and its client's, librdkafka's threads in C)
+        as CpuMeter names them: /proc/<pid>/task/<tid>/stat holds one thread's CPU."""
         ids = {"bench.watcher": self._thread.native_id}
-        ids |= {f"bench.watcher-io{n}": thread.native_id for n, thread in enumerate(self._io_threads)}
+        ids |= {f"bench.watcher-io{n}": tid for n, tid in enumerate(self._io_threads)}
         return {name: f"{os.getpid()}/task/{tid}" for name, tid in ids.items() if tid is not None}
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
         self._consumer.close()
+
+
+def _header(record: Message, name: str) -> bytes | None:
+    return next((value for key, value in record.headers() or () if key == name), None)
+
+
+def _threads() -> set[int]:
+    """The ids of this process's threads, librdkafka's included (they are not Python's)."""
+    return {int(tid) for tid in os.listdir("/proc/self/task")}

@@ -1,6 +1,7 @@
 """A single-node KRaft Apache Kafka broker from the official jars on Maven Central."""
 
 import base64
+import logging
 import os
 import shutil
 import subprocess
@@ -10,8 +11,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from devstack import StartFailed
 from devstack.supervisor import die_with_parent
@@ -21,6 +22,11 @@ VERSION = (ROOT / "kafka" / "VERSION").read_text().strip()
 # In the user's cache, like Maven's own: a fresh clone does not copy the jars again.
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "event-driven"
 LIBS = CACHE / "kafka" / VERSION / "libs"
+# librdkafka logs a line each time it cannot reach the broker, as the tooling
+# expects while a broker starts; the tools report what fails themselves.
+LIBRDKAFKA_LOG = logging.getLogger("devstack.librdkafka")
+LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
+LIBRDKAFKA_LOG.propagate = False
 
 LOG4J2 = """\
 status = warn
@@ -159,11 +165,9 @@ class Broker:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                KafkaAdminClient(
-                    bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000, bootstrap_timeout_ms=2000
-                ).close()
+                AdminClient(client(self.bootstrap_servers)).list_topics(timeout=2)
                 return True
-            except KafkaError:
+            except KafkaException:
                 if time.monotonic() > deadline:
                     raise StartFailed(
                         f"Kafka at {self.bootstrap_servers} did not answer within {timeout:.0f}s"
@@ -173,18 +177,25 @@ class Broker:
 
     def ensure_topics(self, topics: dict[str, int]) -> list[str]:
         """Create each topic with its partition count unless it exists; the created ones."""
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        admin = AdminClient(client(self.bootstrap_servers))
+        answers = admin.create_topics(
+            [NewTopic(name, num_partitions=count, replication_factor=1) for name, count in topics.items()]
+        )
         created = []
-        try:
-            for name, partitions in topics.items():
-                try:
-                    admin.create_topics([NewTopic(name, partitions, 1)])
-                    created.append(name)
-                except TopicAlreadyExistsError:
-                    pass
-        finally:
-            admin.close()
+        for name in topics:
+            try:
+                answers[name].result()
+                created.append(name)
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
         return created
+
+
+def client(bootstrap_servers: str) -> dict:
+    """What every Kafka client of the tooling is configured with: the broker,
+    and librdkafka's own log lines kept off the screen."""
+    return {"bootstrap.servers": bootstrap_servers, "logger": LIBRDKAFKA_LOG}
 
 
 def _cluster_id() -> str:

@@ -13,12 +13,12 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.text import Text
 
-from devstack.topic import Seen, partitions, reader, seen
+from devstack.topic import Seen, arrived, reader, seen
 from eventbus.contracts import EVENT_TYPES
-from eventbus.kafka import connect
 from eventbus.settings import Settings
 
 COLOURS = {
@@ -31,6 +31,7 @@ COLOURS = {
 }
 UNKNOWN_COLOUR = "yellow"
 DEAD_LETTER = "bold red"
+ANSWER_S = 1.0  # how long to wait for the broker to answer, so that Ctrl-C is not kept waiting
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     console.print(f"Watching {' and '.join(topics)} on {args.bootstrap_servers}, {where}. Ctrl-C stops.")
     try:
         while not stop.is_set():
-            for records in consumer.poll(timeout_ms=200).values():
-                for message in map(seen, records):
-                    if wanted.wants(message):
-                        console.print(line(message))
+            for message in map(seen, arrived(consumer, 0.2)):
+                if wanted.wants(message):
+                    console.print(line(message))
     finally:
         consumer.close()
     console.print("Stopped.", style="dim")
@@ -107,10 +107,13 @@ def _open(bootstrap_servers: str, topics: tuple[str, ...], from_beginning: bool,
     exist; None when stopped before."""
     waiting = False
     while not stop.is_set():
-        consumer = connect(lambda: reader(bootstrap_servers, topics, from_beginning), stop, "make tail")
-        if consumer is None or all(partitions(consumer, (topic,)) for topic in topics):
-            return consumer
-        consumer.close()
+        try:
+            consumer = reader(bootstrap_servers, topics, from_beginning, timeout=ANSWER_S)
+            if {partition.topic for partition in consumer.assignment()} == set(topics):
+                return consumer
+            consumer.close()
+        except KafkaException:
+            pass  # no broker there yet
         if not waiting:
             console.print(f"Waiting for the topics {', '.join(topics)} on {bootstrap_servers}...", style="dim")
             waiting = True

@@ -6,14 +6,17 @@ this way."""
 import json
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
+from devstack.kafka import client
 from eventbus import tracing
 from eventbus.settings import Settings
 
 DEFAULTS = Settings(service="topic-reader")
 TOPICS = (DEFAULTS.topic, DEFAULTS.dead_letter_topic)
+TIMEOUT_S = 10  # for an answer about the topics: partitions, end offsets
+Partition = tuple[str, int]  # (topic, partition)
+BATCH = 500  # messages taken at once
 
 
 @dataclass(frozen=True)
@@ -47,19 +50,19 @@ class Seen:
         return self.headers.get("dlq_reason")
 
 
-def seen(record: ConsumerRecord) -> Seen:
-    headers = {name: value.decode(errors="replace") for name, value in record.headers or [] if value is not None}
-    value = (record.value or b"").decode(errors="replace")
+def seen(record: Message) -> Seen:
+    headers = {name: value.decode(errors="replace") for name, value in record.headers() or [] if value is not None}
+    value = (record.value() or b"").decode(errors="replace")
     try:
         payload = json.loads(value)
     except ValueError:
         payload = None
-    key = record.key.decode(errors="replace") if record.key else None
+    key = record.key().decode(errors="replace") if record.key() else None
     return Seen(
-        record.topic,
-        record.partition,
-        record.offset,
-        record.timestamp,
+        record.topic(),
+        record.partition(),
+        record.offset(),
+        record.timestamp()[1],
         key,
         headers,
         payload if isinstance(payload, dict) else None,
@@ -67,20 +70,51 @@ def seen(record: ConsumerRecord) -> Seen:
     )
 
 
-def partitions(consumer: KafkaConsumer, topics: tuple[str, ...]) -> list[TopicPartition]:
-    return [TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())]
+def bystander(bootstrap_servers: str) -> Consumer:
+    """A consumer to assign partitions to. librdkafka wants a group.id all the
+    same; with assign() and nothing committed, the group is never joined."""
+    return Consumer(client(bootstrap_servers) | {"group.id": "bystander", "enable.auto.commit": False})
 
 
-def reader(bootstrap_servers: str, topics: tuple[str, ...] = TOPICS, from_beginning: bool = True) -> KafkaConsumer:
+def partitions(consumer: Consumer, topics: tuple[str, ...], timeout: float = TIMEOUT_S) -> list[TopicPartition]:
+    """Every partition of `topics`; none of a topic that does not exist."""
+    return [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in sorted(consumer.list_topics(topic, timeout=timeout).topics[topic].partitions)
+    ]
+
+
+def end_offsets(consumer: Consumer, assigned: list[TopicPartition], timeout: float = TIMEOUT_S) -> dict[Partition, int]:
+    """The offset the next message on each partition will get."""
+    return {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in assigned}
+
+
+def arrived(consumer: Consumer, timeout: float) -> list[Message]:
+    """The messages that have arrived, as soon as there is one (waiting up to
+    `timeout`), less the errors: librdkafka retries by itself, and a bystander
+    has nothing to do about one. (consume() alone would wait out its timeout
+    unless its whole batch came in.)"""
+    first = consumer.poll(timeout)
+    records = [first, *consumer.consume(BATCH, 0)] if first is not None else []
+    return [record for record in records if record.error() is None]
+
+
+def reader(
+    bootstrap_servers: str, topics: tuple[str, ...] = TOPICS, from_beginning: bool = True, timeout: float = TIMEOUT_S
+) -> Consumer:
     """A consumer assigned every partition of `topics`, at their beginning or at
-    their end as of now (resolved here, so nothing sent after this returns is missed)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    assigned = partitions(consumer, topics)
-    consumer.assign(assigned)
-    if from_beginning:
-        consumer.seek_to_beginning()
-    else:
-        consumer.seek_to_end()
-        for partition in assigned:
-            consumer.position(partition)
+    their end as of now (resolved here, so nothing sent after this returns is missed).
+    Raises KafkaException when the broker does not answer within `timeout`."""
+    consumer = bystander(bootstrap_servers)
+    try:
+        assigned = partitions(consumer, topics, timeout)
+        if from_beginning:
+            starts = {(tp.topic, tp.partition): OFFSET_BEGINNING for tp in assigned}
+        else:
+            starts = end_offsets(consumer, assigned, timeout)
+    except KafkaException:
+        consumer.close()
+        raise
+    consumer.assign([TopicPartition(topic, p, offset) for (topic, p), offset in starts.items()])
     return consumer

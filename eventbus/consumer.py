@@ -11,13 +11,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from cloudevents.core.bindings.kafka import KafkaMessage
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
+from confluent_kafka import Consumer, Message
 
 from eventbus import ledger, metrics, outbox, tracing
 from eventbus.contracts import EVENT_TYPES, Event
 from eventbus.envelope import PoisonMessage, open_message
-from eventbus.kafka import Poller
+from eventbus.kafka import Partition, Poller
 from eventbus.settings import Settings
 from eventbus.store import Store, StoreUnavailable, Transaction
 
@@ -50,7 +49,7 @@ class Handler:
 class ConsumerLoop:
     def __init__(
         self,
-        consumer: KafkaConsumer,
+        consumer: Consumer,
         store: Store,
         settings: Settings,
         handlers: dict[type, Handler],
@@ -77,14 +76,12 @@ class ConsumerLoop:
             metrics.LAG.take(self._consumer)
         self._poller.close()
 
-    def _process_batch(
-        self, batches: dict[TopicPartition, list[ConsumerRecord]], stop: threading.Event
-    ) -> dict[TopicPartition, int]:
+    def _process_batch(self, batches: dict[Partition, list[Message]], stop: threading.Event) -> dict[Partition, int]:
         """Everything one poll returned, in one transaction with a savepoint per
         message (none when nothing is for this service). A message that fails is
         rolled back alone; its partition is sought back to it and retried.
         Returns the offsets to commit for what is done."""
-        done: dict[TopicPartition, int] = {}
+        done: dict[Partition, int] = {}
         failures = []
         ours = any(not self._not_for_us(record) for records in batches.values() for record in records)
         try:
@@ -96,13 +93,13 @@ class ConsumerLoop:
                                 self._traced(tx, record)
                             except Exception as error:
                                 failures.append((record, error))
-                                self._consumer.seek(partition, record.offset)
+                                self._poller.seek(record)
                                 break
-                        done[partition] = record.offset + 1
+                        done[partition] = record.offset() + 1
         except StoreUnavailable as error:
             self._queued = False
-            for partition, records in batches.items():
-                self._consumer.seek(partition, records[0].offset)
+            for records in batches.values():
+                self._poller.seek(records[0])
             done, failures = {}, [(records[0], error) for records in batches.values()]
         if self._queued:
             self._queued = False
@@ -112,7 +109,7 @@ class ConsumerLoop:
 
     def _report(self, failures: list, stop: threading.Event) -> None:
         """Back off before a retry: briefly at first, longer while the same messages keep failing."""
-        failing = {(record.topic, record.partition, record.offset) for record, _ in failures}
+        failing = {(record.topic(), record.partition(), record.offset()) for record, _ in failures}
         if not failing:
             self._backoff, self._failing = 0.0, set()
             return
@@ -128,7 +125,7 @@ class ConsumerLoop:
             )
         stop.wait(self._backoff)
 
-    def _traced(self, tx: Transaction, record: ConsumerRecord) -> None:
+    def _traced(self, tx: Transaction, record: Message) -> None:
         """Process one message in a savepoint, inside a span of its own, and count
         what became of it. A rejected event's writes roll back with the savepoint
         before it is dead-lettered: one savepoint per message, two round trips on
@@ -141,16 +138,16 @@ class ConsumerLoop:
                 self._dead_letter(tx, record, str(rejection))
                 outcome = "dead_lettered"
             span.set_attribute("outcome", outcome)
-        event_type = next((value for name, value in record.headers or [] if name == "ce_type"), b"").decode(
+        event_type = next((value for name, value in record.headers() or [] if name == "ce_type"), b"").decode(
             errors="replace"
         )
         metrics.EVENTS.labels(event_type if event_type in EVENT_TYPES else "other", outcome).inc()  # a bounded label
 
-    def _process(self, tx: Transaction, record: ConsumerRecord) -> str:
+    def _process(self, tx: Transaction, record: Message) -> str:
         """Handle one message inside the batch's transaction; returns what became of it."""
-        headers = dict(record.headers or [])
+        headers = dict(record.headers() or [])
         try:
-            envelope = open_message(headers, record.key, record.value)
+            envelope = open_message(headers, record.key(), record.value())
         except PoisonMessage as poison:
             self._dead_letter(tx, record, str(poison))
             return "dead_lettered"
@@ -165,9 +162,9 @@ class ConsumerLoop:
         self._queued = self._queued or bool(events)
         return "handled"
 
-    def _not_for_us(self, record: ConsumerRecord) -> bool:
+    def _not_for_us(self, record: Message) -> bool:
         """An event of ours that this service does not handle: skipped before decoding."""
-        event_type = next((value for name, value in record.headers or [] if name == "ce_type"), None)
+        event_type = next((value for name, value in record.headers() or [] if name == "ce_type"), None)
         known = event_type and EVENT_TYPES.get(event_type.decode(errors="replace"))
         return bool(known) and known not in self._handlers
 
@@ -181,23 +178,23 @@ class ConsumerLoop:
                 return None
         return handler.handle(envelope.event, tx)
 
-    def _dead_letter(self, tx: Transaction, record: ConsumerRecord, reason: str) -> None:
+    def _dead_letter(self, tx: Transaction, record: Message, reason: str) -> None:
         log.warning("Dead-lettering %s: %s", _where(record), reason)
         tracing.dead_lettered(reason)
-        headers = tracing.inject(dict(record.headers or []))
+        headers = tracing.inject(dict(record.headers() or []))
         headers.update(
             {
                 "dlq_reason": reason.encode(),
-                "dlq_topic": record.topic.encode(),
-                "dlq_partition": str(record.partition).encode(),
-                "dlq_offset": str(record.offset).encode(),
+                "dlq_topic": record.topic().encode(),
+                "dlq_partition": str(record.partition()).encode(),
+                "dlq_offset": str(record.offset()).encode(),
                 "dlq_service": self._settings.service.encode(),
             }
         )
-        message = KafkaMessage(headers=headers, key=record.key, value=record.value or b"")
+        message = KafkaMessage(headers=headers, key=record.key(), value=record.value() or b"")
         outbox.add(tx, self._settings.dead_letter_topic, message)
         self._queued = True
 
 
-def _where(record: ConsumerRecord) -> str:
-    return f"{record.topic}[{record.partition}]@{record.offset}"
+def _where(record: Message) -> str:
+    return f"{record.topic()}[{record.partition()}]@{record.offset()}"

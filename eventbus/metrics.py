@@ -6,7 +6,7 @@ outbox are read when scraped, from what the consumer last saw and the store."""
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from kafka import KafkaConsumer
+from confluent_kafka import Consumer
 from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -30,19 +30,18 @@ RELAY_PUBLISH = Histogram(
 class ConsumerLag(Collector):
     """Records on the broker that the consumer has not finished yet, per partition:
     the partition's end offset (as of the last fetch) less the consumer's position.
-    Taken by the consumer's own thread after each poll (a Kafka client is not
-    thread-safe), from kafka-python's subscription state: its public position()
-    may ask the broker, and this runs after every poll."""
+    Taken by the consumer's own thread after each poll, from what the client
+    knows already (no request to the broker)."""
 
     def __init__(self):
         self._lag: dict[tuple[str, int], int] = {}
 
-    def take(self, consumer: KafkaConsumer) -> None:
+    def take(self, consumer: Consumer) -> None:
         lag = {}
-        for partition, position in consumer._subscription.all_consumed_offsets().items():
-            end = consumer.highwater(partition)
-            if end is not None:
-                lag[partition.topic, partition.partition] = max(end - position.offset, 0)
+        for partition in consumer.position(consumer.assignment()):
+            _, end = consumer.get_watermark_offsets(partition, cached=True)
+            if partition.offset >= 0 and end >= 0:  # both known: something was read from it
+                lag[partition.topic, partition.partition] = max(end - partition.offset, 0)
         self._lag = lag
 
     def collect(self) -> Iterator[GaugeMetricFamily]:

@@ -18,12 +18,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from cloudevents.core.bindings.kafka import KafkaMessage
-from kafka.errors import KafkaError
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from eventbus import metrics, tracing
 from eventbus.contracts import Event, timestamp
 from eventbus.envelope import seal
-from eventbus.kafka import connect, make_producer
+from eventbus.kafka import SEND_TIMEOUT_MS, make_producer
 from eventbus.pacing import Pacer
 from eventbus.settings import Settings
 from eventbus.store import Store, StoreUnavailable, Transaction
@@ -33,6 +33,7 @@ BATCH = 500
 IDLE_POLL = 0.5
 MARK_EVERY_S = 0.2
 PRUNE_EVERY_S = 10.0
+FLUSH_TIMEOUT_S = SEND_TIMEOUT_MS / 1000 + 5
 CHANNEL = "outbox"  # notified on commit of new rows, for a relay in another process
 
 
@@ -115,9 +116,7 @@ class Relay:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        producer = connect(lambda: make_producer(self._settings), self._stop, "the outbox relay")
-        if producer is None:
-            return
+        producer = make_producer(self._settings)
         delay = 0.5
         while not self._stop.is_set():
             self._wake.clear()
@@ -130,7 +129,7 @@ class Relay:
                     "Outbox relay cannot publish (%s); retrying in %.1fs",
                     error,
                     delay,
-                    exc_info=not isinstance(error, KafkaError | StoreUnavailable),
+                    exc_info=not isinstance(error, KafkaException | StoreUnavailable),
                 )
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10)
@@ -146,7 +145,6 @@ class Relay:
             self._claim.release()
         except StoreUnavailable:
             log.info("Outbox rows left unmarked at shutdown are sent again, with the same ce_id, on the next start")
-        producer.close(timeout=1)
 
     def _holds_claim(self) -> bool:
         """False while another live relay publishes this outbox."""
@@ -155,13 +153,13 @@ class Relay:
             self._mark_sent()  # what this relay sent before it lost the claim
         return held
 
-    def _publish_batch_before_exit(self, producer) -> None:
+    def _publish_batch_before_exit(self, producer: Producer) -> None:
         try:
             self._publish_batch(producer, mark_now=True)
-        except KafkaError:
+        except KafkaException:
             log.info("Outbox rows left unpublished at shutdown are sent on the next start")
 
-    def _publish_batch(self, producer, mark_now: bool = False) -> int:
+    def _publish_batch(self, producer: Producer, mark_now: bool = False) -> int:
         rows = self._store.query(
             "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL AND id > ? ORDER BY id LIMIT ?",
             [self._unmarked[-1] if self._unmarked else 0, BATCH],
@@ -171,25 +169,37 @@ class Relay:
                 self._mark_sent()
             return 0
         began = time.monotonic()
-        sends = [(row["id"], *self._send(producer, row)) for row in rows]
-        producer.flush(timeout=30)
+        acknowledged: list[int] = []
+        failures: list[KafkaError] = []
+        for row in rows:
+            self._send(producer, row, acknowledged, failures)
+        unanswered = producer.flush(FLUSH_TIMEOUT_S)  # each send is acknowledged or failed by then
         metrics.RELAY_PUBLISH.observe(time.monotonic() - began)
-        for _, span, future in sends:
-            tracing.published(span, future)
-        self._unmarked += [row_id for row_id, _, future in sends if future.succeeded()]
-        failed = next((future.exception for _, _, future in sends if future.failed()), None)
+        self._unmarked += sorted(acknowledged)
+        failed = bool(failures or unanswered)
         if self._unmarked and (failed or mark_now or self._mark_due_in() <= 0):
             self._mark_sent()
         if failed:
-            raise failed
+            raise KafkaException(failures[0] if failures else "no answer from Kafka")
         return len(rows)
 
     @staticmethod
-    def _send(producer, row: dict) -> tuple:
-        """Hand one row to the producer inside a producer span, child of the span that wrote the row."""
+    def _send(producer: Producer, row: dict, acknowledged: list[int], failures: list[KafkaError]) -> None:
+        """Hand one row to the producer inside a producer span, child of the span that
+        wrote the row; Kafka's answer ends the span and lands in `acknowledged` or `failures`."""
         headers = dict(_headers(row["headers"]))
         span = tracing.publishing(row["topic"], row["key"], headers)
-        return span, producer.send(row["topic"], key=row["key"], value=row["value"], headers=list(headers.items()))
+
+        def answered(error: KafkaError | None, message) -> None:
+            tracing.published(span, error, message)
+            if error is None:
+                acknowledged.append(row["id"])
+            else:
+                failures.append(error)
+
+        producer.produce(
+            row["topic"], value=row["value"], key=row["key"], headers=list(headers.items()), on_delivery=answered
+        )
 
     def _mark_due_in(self) -> float:
         return self._marked_at + MARK_EVERY_S - time.monotonic()

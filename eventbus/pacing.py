@@ -1,11 +1,12 @@
-"""Pacing of Kafka round trips: how long a fetch or a relay round waits for
-more events to share it, from the load this process sees.
+"""Pacing of batches: how long a poll or a relay round waits for more events
+to share it, from the load this process sees.
 
-A Kafka request costs a Python client a few milliseconds of CPU whether it
-carries one event or twenty. Holding a round trip a moment so that several
-events share it saves that CPU, and costs each event the hold in latency.
-That trade is worth it only when CPU is short, so the hold follows two
-figures the process measures itself, over the last WINDOW_S:
+A batch costs about the same whether it carries one event or twenty: the
+consumer's store transaction and its commit, the relay's flush and its
+acknowledgement, the broker's request. Holding a batch a moment so that
+several events share it saves that CPU, and costs each event the hold in
+latency. That trade is worth it only when CPU is short, so the hold follows
+two figures the process measures itself, over the last WINDOW_S:
 
 - its demand for CPU: the seconds its threads ran on a core or waited in the
   kernel's run queue for one, per second of wall time. On a quiet machine
@@ -15,8 +16,8 @@ figures the process measures itself, over the last WINDOW_S:
   it is close to falling behind; below SPARE_SHARE it has CPU to spare and
   nothing is held.
 - how many events a second pass through: a hold that would not gather at
-  least MIN_GATHERED events on average saves nothing (a held fetch comes back
-  empty, and costs a round trip all the same), so at low rates nothing is held.
+  least MIN_GATHERED events on average saves nothing (the batch goes out with
+  one event, and costs as much as ever), so at low rates nothing is held.
 
 Between the two shares the hold grows in proportion, up to MAX_HOLD_S. The
 loop closes on itself: holding lowers the demand, which lowers the hold, so it
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable
 
 SPARE_SHARE = 0.15  # of one core: below it, every event goes at once
-SATURATED_SHARE = 0.6  # of one core: from it on, rounds are held the longest
+SATURATED_SHARE = 0.6  # of one core: from it on, batches are held the longest
 MAX_HOLD_S = 0.02
 MIN_GATHERED = 2.0  # events a hold must gather on average to be worth its latency
 WINDOW_S = 0.5  # the load is measured over this long, and the hold set again after it
@@ -38,7 +39,7 @@ THREADS = "/proc/self/task"
 
 
 def hold_s(demand: float, events_per_s: float) -> float:
-    """How long to hold the next round trip, in seconds (0: not at all), for a
+    """How long to hold the next batch, in seconds (0: not at all), for a
     process demanding `demand` of one core while `events_per_s` pass through it."""
     pressure = min(max((demand - SPARE_SHARE) / (SATURATED_SHARE - SPARE_SHARE), 0.0), 1.0)
     hold = pressure * MAX_HOLD_S
@@ -75,11 +76,11 @@ class Pacer:
         self._hold = 0.0
 
     def count(self, events: int) -> None:
-        """`events` went through in one round."""
+        """`events` went through in one batch."""
         self._events += events
 
     def hold(self) -> float:
-        """The hold for the next round trip, in seconds."""
+        """The hold for the next batch, in seconds."""
         now = self._clock()
         wall = now - self._since
         if wall >= WINDOW_S:

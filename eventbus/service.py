@@ -10,21 +10,20 @@ import threading
 import time
 from collections.abc import Callable
 
-from kafka.errors import KafkaError
+from confluent_kafka import KafkaException
 
 from eventbus import health, ledger, metrics, outbox, tracing
 from eventbus.consumer import ConsumerLoop, Handler
 from eventbus.contracts import Event
-from eventbus.kafka import connect, make_consumer
+from eventbus.kafka import make_consumer
 from eventbus.settings import Settings
 from eventbus.store import Store, Transaction, open_store
 
 log = logging.getLogger(__name__)
 STOP_WITHIN = 4.0  # seconds from SIGTERM to exit, whatever Kafka does; `make run` waits 5
-CLOSE_TIMEOUT_MS = 1_000  # for the consumer's goodbye to the broker
-# Each service runs four or more threads (consumer, relay, kafka-python's I/O
-# threads, HTTP); a thread woken by the network waits for the GIL up to this
-# long (Python's default is 5 ms), and that wait lands on every hop.
+# Each service runs three or more Python threads (consumer, relay, HTTP); a
+# thread woken by the network waits for the GIL up to this long (Python's
+# default is 5 ms), and that wait lands on every hop.
 SWITCH_INTERVAL_S = 0.001
 BEAT_EVERY_S = 1.0  # the heartbeat file is touched at most this often (it goes stale after 30 s)
 
@@ -126,9 +125,7 @@ class Service:
         (the work since the last commit is redone, idempotently)."""
         group = self.settings.service
         while not self.stop.is_set():
-            consumer = connect(lambda: make_consumer(self.settings, group), self.stop, "the consumer")
-            if consumer is None:
-                return
+            consumer = make_consumer(self.settings, group, relaxed=self.relaxed)
             try:
                 loop = ConsumerLoop(
                     consumer,
@@ -140,7 +137,7 @@ class Service:
                     relaxed=self.relaxed,
                 )
                 loop.run(self.stop)
-            except KafkaError as error:
+            except KafkaException as error:
                 log.warning("Kafka consumer failed (%s); reconnecting", error)
                 self.stop.wait(1.0)
             except Exception:
@@ -148,4 +145,4 @@ class Service:
                 self.crashed = True
                 self.stop.set()
             finally:
-                consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+                consumer.close()

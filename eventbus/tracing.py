@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from kafka.consumer.fetcher import ConsumerRecord
+from confluent_kafka import KafkaError, Message
 from opentelemetry import context, trace
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.resources import Resource
@@ -129,25 +129,25 @@ def continuing(traceparent: str | None) -> Iterator[None]:
 
 
 @contextmanager
-def consuming(record: ConsumerRecord, group: str) -> Iterator[Span]:
+def consuming(record: Message, group: str) -> Iterator[Span]:
     """A consumer span around the processing of one record, child of the span that sent it,
     with OpenTelemetry's messaging attributes."""
-    headers = dict(record.headers or [])
+    headers = dict(record.headers() or [])
     attributes = {
         "messaging.system": "kafka",
         "messaging.operation.type": "process",
-        "messaging.destination.name": record.topic,
-        "messaging.destination.partition.id": str(record.partition),
-        "messaging.kafka.offset": record.offset,
+        "messaging.destination.name": record.topic(),
+        "messaging.destination.partition.id": str(record.partition()),
+        "messaging.kafka.offset": record.offset(),
         "messaging.consumer.group.name": group,
     }
-    if record.key is not None:
-        attributes["messaging.kafka.message.key"] = record.key.decode(errors="replace")
+    if record.key() is not None:
+        attributes["messaging.kafka.message.key"] = record.key().decode(errors="replace")
     if headers.get("ce_id"):
         attributes["messaging.message.id"] = headers["ce_id"].decode(errors="replace")
     if headers.get("ce_type"):
         attributes["cloudevents.event_type"] = headers["ce_type"].decode(errors="replace")
-    name = f"process {attributes.get('cloudevents.event_type', record.topic)}"  # "process OrderCreated"
+    name = f"process {attributes.get('cloudevents.event_type', record.topic())}"  # "process OrderCreated"
     with _tracer.start_as_current_span(
         name, context=extract(headers), kind=SpanKind.CONSUMER, attributes=attributes
     ) as span:
@@ -182,14 +182,13 @@ def publishing(topic: str, key: bytes | None, headers: dict[str, bytes]) -> Span
     return span
 
 
-def published(span: Span, future) -> None:
+def published(span: Span, error: KafkaError | None, message: Message) -> None:
     """End a producer span once Kafka answered: where the message landed, or why it did not."""
-    if future.succeeded():
-        span.set_attribute("messaging.destination.partition.id", str(future.value.partition))
-        span.set_attribute("messaging.kafka.offset", future.value.offset)
-    elif future.failed():
-        span.record_exception(future.exception)
-        span.set_status(Status(StatusCode.ERROR, str(future.exception)))
+    if error is None:
+        span.set_attribute("messaging.destination.partition.id", str(message.partition()))
+        span.set_attribute("messaging.kafka.offset", message.offset())
+    else:
+        span.set_status(Status(StatusCode.ERROR, error.str()))
     span.end()
 
 
@@ -226,5 +225,5 @@ def configure_logging(level: str = "INFO") -> None:
     # logging HOWTO's "Optimization" section); _srcfile=None skips the stack walk.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging._srcfile = None
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # outages are reported by our own warnings
+    logging.getLogger("librdkafka").setLevel(logging.CRITICAL)  # outages are reported by our own warnings
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a short queue under bursts is normal

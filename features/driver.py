@@ -13,11 +13,13 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from kafka import KafkaConsumer, TopicPartition
+from confluent_kafka import KafkaException, Message, Producer
 
-from devstack.topic import TOPICS, Seen, partitions, reader, seen
+from devstack.kafka import client
+from devstack.topic import TOPICS, Partition, Seen, arrived, bystander, end_offsets, partitions, reader, seen
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -40,6 +42,25 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = DEFA
         time.sleep(0.05)
 
 
+def publish(bootstrap_servers: str, topic: str, messages: list[tuple[bytes, bytes, list]]) -> list[tuple[int, int]]:
+    """Publish (key, value, headers) messages straight onto `topic` and wait until
+    Kafka has them all (acks=all): where each landed, as (partition, offset)."""
+    producer = Producer(client(bootstrap_servers) | {"acks": "all"})
+    landed: dict[int, Message] = {}
+
+    def delivered(n: int, error, message: Message) -> None:
+        landed[n] = message
+
+    for n, (key, value, headers) in enumerate(messages):
+        producer.produce(topic, value, key, headers=headers, on_delivery=partial(delivered, n))
+    if producer.flush(DEFAULT_TIMEOUT):
+        raise AssertionError(f"Kafka did not take the messages for {topic} within {DEFAULT_TIMEOUT:.0f}s")
+    failed = next((message.error() for message in landed.values() if message.error()), None)
+    if failed:
+        raise KafkaException(failed)
+    return [(landed[n].partition(), landed[n].offset()) for n in range(len(messages))]
+
+
 class TopicWatcher:
     """Reads both topics from the beginning, in a thread, for the whole run."""
 
@@ -48,7 +69,7 @@ class TopicWatcher:
         self._lock = threading.Lock()
         self._by_key: dict[str, list[Seen]] = defaultdict(list)
         self._all: list[Seen] = []
-        self._next_offset: dict[TopicPartition, int] = {}
+        self._next_offset: dict[Partition, int] = {}
         self._stop = threading.Event()
         self._consumer = reader(bootstrap_servers)
         self._thread = threading.Thread(target=self._read, name="topic-watcher", daemon=True)
@@ -56,13 +77,12 @@ class TopicWatcher:
 
     def _read(self) -> None:
         while not self._stop.is_set():
-            for partition, records in self._consumer.poll(timeout_ms=200).items():
-                with self._lock:
-                    for record in records:
-                        message = seen(record)
-                        self._all.append(message)
-                        self._by_key[message.key].append(message)
-                        self._next_offset[partition] = record.offset + 1
+            records = arrived(self._consumer, 0.2)
+            with self._lock:
+                for message in map(seen, records):
+                    self._all.append(message)
+                    self._by_key[message.key].append(message)
+                    self._next_offset[message.topic, message.partition] = message.offset + 1
 
     def close(self) -> None:
         self._stop.set()
@@ -91,17 +111,17 @@ class TopicWatcher:
 
     def caught_up(self) -> bool:
         """True once everything on the topics at this moment has been read."""
-        probe = KafkaConsumer(bootstrap_servers=self._bootstrap)
+        probe = bystander(self._bootstrap)
         try:
-            ends = probe.end_offsets(partitions(probe, TOPICS))
+            ends = end_offsets(probe, partitions(probe, TOPICS))
         finally:
             probe.close()
         return wait_until(
-            lambda: all(self._read_up_to(tp) >= end for tp, end in ends.items()),
+            lambda: all(self._read_up_to(partition) >= end for partition, end in ends.items()),
             "the topic watcher has read everything on the topics",
         )
 
-    def _read_up_to(self, partition: TopicPartition) -> int:
+    def _read_up_to(self, partition: Partition) -> int:
         with self._lock:
             return self._next_offset.get(partition, 0)
 

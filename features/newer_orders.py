@@ -4,11 +4,14 @@ billing and notifications still read with the contract they were built with."""
 
 import json
 
-from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
 
+from devstack.kafka import client
 from eventbus.contracts import timestamp, to_payload
 from eventbus.envelope import seal
 from eventbus.versions import schema_uri
+from features.driver import publish
 from generated.order_created import OrderCreated
 
 TOPIC = "orders.events"
@@ -26,22 +29,16 @@ def announce(bootstrap_servers: str, order_id: int, changes: dict, version: int,
         "ce_dataschema": schema_uri(contract, version).encode(),
     }
     value = json.dumps(to_payload(order) | changes).encode()
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
-    try:
-        sent = producer.send(TOPIC, key=message.key, value=value, headers=list(headers.items())).get(timeout=30)
-        return TopicPartition(TOPIC, sent.partition), sent.offset
-    finally:
-        producer.close()
+    [(partition, offset)] = publish(bootstrap_servers, TOPIC, [(message.key, value, list(headers.items()))])
+    return TopicPartition(TOPIC, partition), offset
 
 
 def read_past(bootstrap_servers: str, group: str, partition: TopicPartition, offset: int) -> bool:
     """Whether consumer group `group` has committed past `offset`: it is done with that message."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    try:
-        committed = admin.list_group_offsets({group: [partition]})[group].get(partition)
-        return committed is not None and committed.offset > offset
-    finally:
-        admin.close()
+    admin = AdminClient(client(bootstrap_servers))
+    asked = ConsumerGroupTopicPartitions(group, [partition])
+    (committed,) = admin.list_consumer_group_offsets([asked])[group].result(timeout=30).topic_partitions
+    return committed.offset > offset
 
 
 def _snake(event_type: str) -> str:

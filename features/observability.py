@@ -8,8 +8,9 @@ import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 
-from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
+
+from features.driver import publish
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,7 @@ def publish_unreadable(bootstrap_servers: str) -> str:
         ("content-type", b"application/json"),
         ("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01".encode()),
     ]
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
-    try:
-        producer.send("orders.events", key=b"unreadable", headers=headers, value=b"\x00\xffnot json").get(30)
-    finally:
-        producer.close()
+    publish(bootstrap_servers, "orders.events", [(b"unreadable", b"\x00\xffnot json", headers)])
     return trace_id
 
 

@@ -3,7 +3,7 @@
 import json
 from dataclasses import dataclass
 
-from kafka import KafkaProducer
+from features.driver import publish
 
 POISON_KINDS = ("not JSON", "breaks its contract", "no type header", "unknown type")
 
@@ -33,15 +33,7 @@ def _message(kind: str, n: int) -> tuple[list[tuple[str, bytes]], bytes]:
 
 
 def publish_poison(bootstrap_servers: str, per_kind: int) -> list[Poison]:
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
-    try:
-        sent = [
-            (kind, producer.send("orders.events", key=f"poison-{n}".encode(), headers=headers, value=value))
-            for kind in POISON_KINDS
-            for n in range(per_kind)
-            for headers, value in [_message(kind, n)]
-        ]
-        producer.flush(30)
-        return [Poison(kind, f.get().partition, f.get().offset) for kind, f in sent]
-    finally:
-        producer.close()
+    sent = [(kind, n) for kind in POISON_KINDS for n in range(per_kind)]
+    messages = [(f"poison-{n}".encode(), value, headers) for kind, n in sent for headers, value in [_message(kind, n)]]
+    landed = publish(bootstrap_servers, "orders.events", messages)
+    return [Poison(kind, partition, offset) for (kind, _), (partition, offset) in zip(sent, landed, strict=True)]

@@ -3,12 +3,6 @@ database per test, an in-process WSGI caller, a fake Kafka consumer the consumer
 loop can run against, Kafka records built from sealed events, and the spans a
 test made. Nothing here touches a broker; PostgreSQL listens on 127.0.0.1 only."""
 
-# ruff: noqa: E402 -- the warning filter has to be in place before kafka-python is imported.
-import warnings
-
-# kafka-python loads its protocol schemas with a deprecated importlib API when imported.
-warnings.filterwarnings("ignore", r"(read_text|open_text) is deprecated", DeprecationWarning)
-
 import functools
 import io
 import json
@@ -24,14 +18,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from wsgiref.util import setup_testing_defaults
 
 import psycopg
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
-from kafka import TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
+from confluent_kafka import KafkaError, Message, TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -188,68 +180,91 @@ def _record(
     value: bytes | None = b"{}",
     offset: int = 0,
     partition: int = 0,
-) -> ConsumerRecord:
+) -> Message:
     if message is not None:
         headers, key, value = message.headers, message.key, message.value
-    return ConsumerRecord(
-        topic=TOPIC,
-        partition=partition,
-        leader_epoch=-1,
-        offset=offset,
-        timestamp=0,
-        timestamp_type=0,
-        key=key,
-        value=value,
-        headers=list((headers or {}).items()),
-        checksum=None,
-        serialized_key_size=len(key or b""),
-        serialized_value_size=len(value or b""),
-        serialized_header_size=-1,
+    return Message(
+        topic=TOPIC, partition=partition, offset=offset, key=key, value=value, headers=list((headers or {}).items())
     )
 
 
 @pytest.fixture
 def kafka_record():
     """`kafka_record(seal(event, source), offset=5)` or `kafka_record(headers=..., value=...)`:
-    a kafka-python ConsumerRecord as poll() hands it out."""
+    a confluent-kafka Message as consume() hands it out."""
     return _record
 
 
 class FakeConsumer:
-    """Plays scripted poll() results and sets `stop` on the last one, so the
-    consumer loop runs a bounded number of polls. Records commits and seeks;
-    `on_commit` runs at each commit, to look at what was durable by then."""
+    """Plays scripted polls and sets `stop` on the last one, so the consumer
+    loop runs a bounded number of polls: a poll() takes the first record of
+    the next list, the consume() after it the rest; waiting for more (a
+    pacer's hold) finds nothing more. Records commits and seeks; `on_commit`
+    runs at each commit, to look at what was durable by then."""
 
-    def __init__(self, polls: list[list[ConsumerRecord]], stop: threading.Event):
+    def __init__(self, polls: list[list[Message]], stop: threading.Event):
         self._polls = list(polls)
         self._stop = stop
+        self._rest: list[Message] = []
         self.commits: list[tuple[int, int]] = []  # (partition, next offset)
         self.seeks: list[tuple[int, int]] = []  # (partition, offset)
+        self.waits: list[float] = []  # each poll()'s and consume()'s timeout
         self.on_commit = lambda: None
-        self._fetcher = SimpleNamespace(config={})  # what eventbus.kafka.Poller paces
-        self._subscription = SimpleNamespace(all_consumed_offsets=dict)  # what eventbus.metrics reads the lag from
 
-    def poll(self, timeout_ms: int = 0) -> dict[TopicPartition, list[ConsumerRecord]]:
+    def poll(self, timeout: float = -1) -> Message | None:
+        self.waits.append(timeout)
         records = self._polls.pop(0) if self._polls else []
         if not self._polls:
             self._stop.set()
-        batches: dict[TopicPartition, list[ConsumerRecord]] = {}
-        for each in records:
-            batches.setdefault(TopicPartition(each.topic, each.partition), []).append(each)
-        return batches
+        self._rest = records[1:]
+        return records[0] if records else None
 
-    def commit_async(self, offsets, callback=None) -> None:
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+        self.waits.append(timeout)
+        rest, self._rest = self._rest[:num_messages], self._rest[num_messages:]
+        return rest
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
         self.on_commit()
-        self.commits.extend((partition.partition, meta.offset) for partition, meta in offsets.items())
+        self.commits.extend((partition.partition, partition.offset) for partition in offsets)
 
-    def commit(self, offsets, timeout_ms=None) -> None:
-        self.commit_async(offsets)
+    def seek(self, partition: TopicPartition) -> None:
+        self.seeks.append((partition.partition, partition.offset))
 
-    def highwater(self, partition: TopicPartition) -> None:
-        return None
+    def assignment(self) -> list[TopicPartition]:
+        return []
 
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.seeks.append((partition.partition, offset))
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return partitions
+
+
+class FakeProducer:
+    """Takes sends as confluent-kafka's Producer does and answers them at the
+    flush: each acknowledged on partition 1 at the next offset, or failed for
+    the `failing` keys."""
+
+    def __init__(self, failing: tuple[bytes, ...] = ()):
+        self.sent: list[dict] = []
+        self._failing = failing
+        self._answers: list = []
+
+    def produce(self, topic, value, key, headers, on_delivery):
+        self.sent.append({"topic": topic, "key": key, "value": value, "headers": headers})
+        error = KafkaError(KafkaError._MSG_TIMED_OUT, "broker said no") if key in self._failing else None
+        message = Message(topic=topic, partition=1, offset=len(self.sent), key=key, value=value)
+        self._answers.append(lambda: on_delivery(error, message))
+
+    def flush(self, timeout=None) -> int:
+        answers, self._answers = self._answers, []
+        for answer in answers:
+            answer()
+        return 0
+
+
+@pytest.fixture
+def fake_producer() -> type[FakeProducer]:
+    """`fake_producer()`, or `fake_producer(failing=(b"2",))`."""
+    return FakeProducer
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@ per partition, the outbox's depth and age, relay and HTTP durations."""
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-from kafka import TopicPartition
-from kafka.structs import OffsetAndMetadata
+from confluent_kafka import OFFSET_INVALID, TopicPartition
 from prometheus_client import REGISTRY
 
 from eventbus import metrics, outbox
@@ -40,13 +39,12 @@ def test_events_are_counted_by_type_and_outcome(store, stop, fake_consumer, kafk
 
 
 def test_lag_is_the_end_of_each_partition_less_the_consumers_position():
-    positions = {TopicPartition("orders.events", 0): 5, TopicPartition("orders.events", 1): 9}
-    ends = {TopicPartition("orders.events", 0): 8, TopicPartition("orders.events", 1): 9}
+    positions = {0: 5, 1: 9, 2: OFFSET_INVALID}  # nothing read from partition 2 yet
+    ends = {0: 8, 1: 9, 2: 4}
     consumer = SimpleNamespace(
-        _subscription=SimpleNamespace(
-            all_consumed_offsets=lambda: {tp: OffsetAndMetadata(at, "", -1) for tp, at in positions.items()}
-        ),
-        highwater=ends.get,
+        assignment=lambda: [TopicPartition("orders.events", partition) for partition in positions],
+        position=lambda partitions: [TopicPartition(p.topic, p.partition, positions[p.partition]) for p in partitions],
+        get_watermark_offsets=lambda partition, cached: (0, ends[partition.partition]),
     )
     lag = metrics.ConsumerLag()
     lag.take(consumer)

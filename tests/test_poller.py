@@ -1,4 +1,7 @@
-"""Poller: fetches are held as the pacer says; commits are spaced."""
+"""Poller: a poll waits for more records only as long as the pacer says; commits are spaced."""
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from eventbus import kafka
 from eventbus.envelope import seal
@@ -7,7 +10,7 @@ from generated.order_created import OrderCreated
 
 
 class FixedPacer:
-    """A pacer whose holds the test sets, one per poll."""
+    """A pacer whose holds the test sets, one per poll that brought records."""
 
     def __init__(self, *holds: float):
         self.holds = list(holds)
@@ -20,44 +23,75 @@ class FixedPacer:
         return self.holds.pop(0)
 
 
-def test_fetches_are_held_as_long_as_the_pacer_says_and_return_at_once_otherwise(fake_consumer, kafka_record):
-    record = kafka_record(seal(OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts="2026-01-01T00:00:00Z"), "orders"))
-    consumer = fake_consumer([record] * 3, [record] * 3, [record], [], [record] * 3)
-    pacer = FixedPacer(0.012, 0.012, 0.0, 0.0, 0.004)
+def order_record(kafka_record, offset: int = 0):
+    order = OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts="2026-01-01T00:00:00Z")
+    return kafka_record(seal(order, "orders"), offset=offset)
+
+
+def test_a_poll_waits_for_more_only_as_long_as_the_pacer_says(fake_consumer, kafka_record):
+    record = order_record(kafka_record)
+    consumer = fake_consumer([record] * 3, [record], [], [record] * 3)
+    pacer = FixedPacer(0.012, 0.0, 0.004)
     poller = Poller(consumer, pacer=pacer)
-    seen = []
-    for _ in range(5):
+    for _ in range(4):
         poller.poll()
-        seen.append(dict(consumer._fetcher.config))
-    assert seen == [kafka.held(12), kafka.held(12), kafka.IDLE, kafka.IDLE, kafka.held(4)]
-    assert pacer.counted == [3, 3, 1, 0, 3]
-    assert kafka.IDLE["fetch_min_bytes"] == 1
+    # each poll waits up to IDLE_POLL_S for a first record, then takes what else came within the hold
+    assert consumer.waits == [
+        kafka.IDLE_POLL_S,
+        0.012,
+        kafka.IDLE_POLL_S,
+        0.0,
+        kafka.IDLE_POLL_S,
+        kafka.IDLE_POLL_S,
+        0.004,
+    ]
+    assert pacer.counted == [3, 1, 0, 3]
 
 
-def test_offsets_are_committed_at_most_every_interval_and_at_close(fake_consumer, kafka_record, monkeypatch):
+def test_a_relaxed_poller_never_waits_for_more(fake_consumer, kafka_record):
+    consumer = fake_consumer([order_record(kafka_record)] * 3, [])
+    poller = Poller(consumer, relaxed=True, pacer=FixedPacer(0.02, 0.02))
+    poller.poll()
+    poller.poll()
+    assert consumer.waits == [kafka.IDLE_POLL_S, 0.0, kafka.IDLE_POLL_S]
+
+
+def test_records_come_out_by_partition_in_order(fake_consumer, kafka_record):
+    records = [kafka_record(partition=n % 2, offset=n) for n in range(4)]
+    batches = Poller(fake_consumer(records), pacer=FixedPacer(0.0)).poll()
+    assert {key: [record.offset() for record in found] for key, found in batches.items()} == {
+        ("orders.events", 0): [0, 2],
+        ("orders.events", 1): [1, 3],
+    }
+
+
+def test_a_passing_error_is_only_reported_and_a_fatal_one_needs_a_new_client(fake_consumer, kafka_record, caplog):
+    down = Message(error=KafkaError(KafkaError._ALL_BROKERS_DOWN, "all brokers are down"))
+    assert Poller(fake_consumer([down]), pacer=FixedPacer(0.0)).poll() == {}
+    assert "all brokers are down" in caplog.text
+    fenced = Message(error=KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+    with pytest.raises(KafkaException, match="fenced"):
+        Poller(fake_consumer([fenced]), pacer=FixedPacer(0.0)).poll()
+
+
+def test_offsets_are_committed_at_most_every_interval_and_at_close(fake_consumer, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(kafka.time, "monotonic", lambda: clock[0])
     consumer = fake_consumer()
     poller = Poller(consumer)
-    tp = kafka.TopicPartition("orders.events", 0)
-    poller.done({tp: 1})
+    partition = ("orders.events", 0)
+    poller.done({partition: 1})
     clock[0] += kafka.COMMIT_INTERVAL / 2
-    poller.done({tp: 2})
+    poller.done({partition: 2})
     assert consumer.commits == [(0, 1)]
     clock[0] += kafka.COMMIT_INTERVAL
-    poller.done({tp: 3})
-    poller.done({tp: 4})
+    poller.done({partition: 3})
+    poller.done({partition: 4})
     poller.close()
     assert consumer.commits == [(0, 1), (0, 3), (0, 4)]
 
 
-def test_a_relaxed_poller_always_has_its_fetches_held_to_fill(fake_consumer, kafka_record):
-    record = kafka_record(seal(OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts="2026-01-01T00:00:00Z"), "orders"))
-    consumer = fake_consumer([record] * 3, [record], [])
-    poller = Poller(consumer, relaxed=True, pacer=FixedPacer(0.02, 0.02, 0.02))
-    seen = []
-    for _ in range(3):
-        poller.poll()
-        seen.append(dict(consumer._fetcher.config))
-    assert seen == [kafka.RELAXED] * 3
-    assert kafka.RELAXED["fetch_min_bytes"] > kafka.HELD_MIN_BYTES
+def test_a_seek_goes_back_to_the_record(fake_consumer, kafka_record):
+    consumer = fake_consumer()
+    Poller(consumer).seek(kafka_record(partition=2, offset=7))
+    assert consumer.seeks == [(2, 7)]

@@ -85,40 +85,20 @@ def test_a_dead_lettered_message_span_carries_the_reason(store, stop, fake_consu
     assert consumer.status.status_code == StatusCode.ERROR
 
 
-class AcknowledgingProducer:
-    def __init__(self):
-        self.sent = []
-
-    def send(self, topic, key, value, headers):
-        self.sent.append(dict(headers))
-        return Acknowledged(len(self.sent))
-
-    def flush(self, timeout=None):
-        pass
-
-
-class Acknowledged:
-    def __init__(self, offset: int):
-        self.value, self.exception = type("Metadata", (), {"partition": 1, "offset": offset}), None
-
-    def succeeded(self) -> bool:
-        return True
-
-    def failed(self) -> bool:
-        return False
-
-
-def test_the_relay_sends_each_row_in_a_producer_span_child_of_the_span_that_wrote_it(store, tmp_path, spans):
+def test_the_relay_sends_each_row_in_a_producer_span_child_of_the_span_that_wrote_it(
+    store, tmp_path, spans, fake_producer
+):
     with tracing.span("writer") as writer, store.transaction() as tx:
         outbox.add_event(tx, SETTINGS, ORDER)
-    producer = AcknowledgingProducer()
+    producer = fake_producer()
     outbox.Relay(store, Settings(service="orders", data_dir=tmp_path), threading.Event())._publish_batch(producer)
 
     send = only(spans(), SpanKind.PRODUCER)
     assert send.parent.span_id == writer.get_span_context().span_id
     assert send.attributes["messaging.destination.partition.id"] == "1"
     assert send.attributes["messaging.kafka.offset"] == 1
-    [headers] = producer.sent
+    [sent] = producer.sent
+    headers = dict(sent["headers"])
     assert [name for name in headers if "trace" in name] == ["traceparent"]
     assert headers["traceparent"].decode().split("-")[2] == f"{send.context.span_id:016x}"
 
