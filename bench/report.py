@@ -21,7 +21,6 @@ LIBRARIES = (
     "jsonschema-rs",
     "cloudevents",
     "sqlite-utils",
-    "crc32c",
 )
 REQUIRED = (
     "relay_msgs_per_s",
