@@ -50,6 +50,10 @@ def test_lag_is_the_end_of_each_partition_less_the_consumers_position():
     lag.take(consumer)
     [family] = lag.collect()
     assert {sample.labels["partition"]: sample.value for sample in family.samples} == {"0": 3, "1": 0}
+    positions[0] = 8
+    lag.take(consumer)  # within TAKE_EVERY_S of the last: not taken again
+    [family] = lag.collect()
+    assert {sample.labels["partition"]: sample.value for sample in family.samples} == {"0": 3, "1": 0}
 
 
 def test_the_outbox_reports_its_pending_rows_and_the_age_of_the_oldest(store):
