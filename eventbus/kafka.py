@@ -140,8 +140,11 @@ def _report_failed_commit(error: KafkaError | None, offsets: list[TopicPartition
 
 
 def _report(error: KafkaError) -> None:
-    """librdkafka reconnects by itself; only a fatal error needs a new client."""
-    if error.fatal():
+    """librdkafka reconnects by itself; only a fatal error needs a new client.
+    A consumer hears of one as an error of code _FATAL: a static member fenced
+    after the broker lost its session, say (a broker frozen for longer than
+    the session timeout)."""
+    if error.fatal() or error.code() == KafkaError._FATAL:
         raise KafkaException(error)
     if error.code() != KafkaError._PARTITION_EOF:
         log.warning("Kafka: %s; the client retries by itself", error.str())

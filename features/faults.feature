@@ -29,6 +29,13 @@ Feature: Effects happen exactly once, whatever fails
     When the broker is thawed
     Then every accepted order is charged once and emailed once
 
+  Scenario: The broker hangs for longer than a consumer's session
+    When 40 orders are placed over 25 seconds while the broker is frozen
+    Then every order was answered within 5 seconds
+    When the broker is thawed
+    Then every accepted order is charged once and emailed once
+    And the page follows every accepted order to its email
+
   Scenario: Poison among good orders
     When 4 poison messages of each kind are published among 60 good orders
     Then every accepted order is charged once and emailed once

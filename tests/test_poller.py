@@ -72,6 +72,9 @@ def test_a_passing_error_is_only_reported_and_a_fatal_one_needs_a_new_client(fak
     fenced = Message(error=KafkaError(KafkaError._FENCED, "fenced", fatal=True))
     with pytest.raises(KafkaException, match="fenced"):
         Poller(fake_consumer([fenced]), pacer=FixedPacer(0.0)).poll()
+    static_fenced = Message(error=KafkaError(KafkaError._FATAL, "Static consumer fenced by other consumer"))
+    with pytest.raises(KafkaException, match="Static consumer fenced"):  # as a consumer hears of it
+        Poller(fake_consumer([static_fenced]), pacer=FixedPacer(0.0)).poll()
 
 
 def test_offsets_are_committed_at_most_every_interval_and_at_close(fake_consumer, monkeypatch):

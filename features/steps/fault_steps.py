@@ -40,9 +40,20 @@ def step_burst_with_rebalances(context, count):
 
 @when("{count:d} orders are placed while the broker is frozen")
 def step_burst_frozen(context, count):
+    frozen_burst(context, count, per_second=20)
+
+
+@when("{count:d} orders are placed over {seconds:d} seconds while the broker is frozen")
+def step_long_burst_frozen(context, count, seconds):
+    """Longer than the consumers' 10 s session: the broker drops their
+    membership, and a static member that comes back is fenced."""
+    frozen_burst(context, count, per_second=count / seconds)
+
+
+def frozen_burst(context, count: int, per_second: float) -> None:
     context.faults.freeze("the broker")
     try:
-        context.burst = context.faults.burst(count, per_second=20)
+        context.burst = context.faults.burst(count, per_second=per_second)
     except BaseException:
         context.faults.thaw("the broker")
         raise
@@ -244,3 +255,14 @@ def step_saga_copies(context):
         assert not wrong, (order_id, wrong)
         copies += len(seen) - sum(len(ids) for ids in kinds.values())
     context.faults.record({"fault": context.fault, "duplicate_copies_on_topic": copies})
+
+
+@then("the page follows every accepted order to its email")
+def step_page_follows(context):
+    """orders' own consumer, which follows each order's chain for the page, came back too."""
+    for order_id in context.burst.accepted:
+        wait_until(
+            lambda o=order_id: context.driver.get_order(o).body.get("status") == "emailed",
+            f"the page shows order {order_id} emailed",
+            FAULT_TIMEOUT,
+        )
