@@ -139,12 +139,18 @@ def _report_failed_commit(error: KafkaError | None, offsets: list[TopicPartition
         log.warning("Offset commit failed (%s); the work since the last one will be redone, idempotently", error.str())
 
 
-def _report(error: KafkaError) -> None:
+def needs_new_client(error: KafkaError | Exception) -> bool:
     """librdkafka reconnects by itself; only a fatal error needs a new client.
-    A consumer hears of one as an error of code _FATAL: a static member fenced
+    A client hears of one as an error of code _FATAL: a static member fenced
     after the broker lost its session, say (a broker frozen for longer than
     the session timeout)."""
-    if error.fatal() or error.code() == KafkaError._FATAL:
+    if isinstance(error, KafkaException) and error.args:
+        error = error.args[0]
+    return isinstance(error, KafkaError) and (error.fatal() or error.code() == KafkaError._FATAL)
+
+
+def _report(error: KafkaError) -> None:
+    if needs_new_client(error):
         raise KafkaException(error)
     if error.code() != KafkaError._PARTITION_EOF:
         log.warning("Kafka: %s; the client retries by itself", error.str())

@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from eventbus import metrics, tracing
 from eventbus.contracts import Event, timestamp
 from eventbus.envelope import seal
-from eventbus.kafka import SEND_TIMEOUT_MS, make_producer
+from eventbus.kafka import SEND_TIMEOUT_MS, make_producer, needs_new_client
 from eventbus.pacing import Pacer
 from eventbus.settings import Settings
 from eventbus.store import Store, StoreUnavailable, Transaction
@@ -131,6 +131,8 @@ class Relay:
                     delay,
                     exc_info=not isinstance(error, KafkaException | StoreUnavailable),
                 )
+                if needs_new_client(error):
+                    producer = make_producer(self._settings)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10)
                 continue

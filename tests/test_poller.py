@@ -98,3 +98,11 @@ def test_a_seek_goes_back_to_the_record(fake_consumer, kafka_record):
     consumer = fake_consumer()
     Poller(consumer).seek(kafka_record(partition=2, offset=7))
     assert consumer.seeks == [(2, 7)]
+
+
+def test_only_a_fatal_error_needs_a_new_client():
+    assert kafka.needs_new_client(KafkaException(KafkaError(KafkaError._FATAL, "fenced")))
+    assert kafka.needs_new_client(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+    assert not kafka.needs_new_client(KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out")))
+    assert not kafka.needs_new_client(KafkaException("no answer from Kafka"))
+    assert not kafka.needs_new_client(ValueError("not Kafka's"))
