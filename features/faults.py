@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+import psycopg
 
 from devstack.stack import Stack, StackConfig
 from eventbus import outbox
@@ -210,9 +212,16 @@ def effects(config: StackConfig, order_ids: list[int]) -> dict[int, Effects]:
     (SQLite files or PostgreSQL databases)."""
 
     def count(store: Store, query: str) -> dict[tuple, int]:
-        """`query`'s count `n` by the columns before it, as text."""
+        """`query`'s count `n` by the columns before it, as text; none while the
+        service has not created its table yet (it is still starting)."""
         try:
             rows = store.query(query)
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+            rows = []
+        except psycopg.errors.UndefinedTable:
+            rows = []
         finally:
             store.close()
         return {tuple(str(value) for value in list(row.values())[:-1]): row["n"] for row in rows}
