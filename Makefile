@@ -82,6 +82,7 @@ browser-test: $(INSTALLED) ## Follow an order placed on the order page in headle
 	$(BIN)/python -m devstack fetch
 	mkdir -p .run
 	$(BIN)/python -m behave --tags=@browser features
+	$(BIN)/python -m pytest -q tests/test_asyncapi.py  # its page test needs the chromium installed above
 
 test: contracts-check lint unit acceptance multihost bench-smoke ## Run everything: contract gate, lint, unit tests, features (and on PostgreSQL), bench smoke
 
