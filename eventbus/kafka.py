@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 Partition = tuple[str, int]  # (topic, partition)
 COMMIT_INTERVAL = 1.0  # seconds
 BATCH = 500  # records one poll takes at most
+# A relaxed consumer's half-second fetches bring hundreds of records at once; it
+# takes them this many at a time, so that each store transaction is short and
+# an HTTP request writing to the same store waits for one of them, not for all.
+RELAXED_BATCH = 16
 IDLE_POLL_S = 0.5  # how long a poll waits when nothing has arrived
 SEND_TIMEOUT_MS = 10_000  # a send Kafka has not acknowledged by then fails, so a flush can wait it out
 # A relaxed consumer (nobody waits on it) has the broker hold each fetch until
@@ -92,7 +96,8 @@ class Poller:
         when the client failed for good (a fatal error): start over with a new one."""
         first = self._consumer.poll(IDLE_POLL_S)  # at once when a record is there (consume() waits out 200 ms)
         hold = 0.0 if self._relaxed or first is None else self._pacer.hold()
-        records = [first, *self._consumer.consume(BATCH - 1, hold)] if first is not None else []
+        most = RELAXED_BATCH if self._relaxed else BATCH
+        records = [first, *self._consumer.consume(most - 1, hold)] if first is not None else []
         batches: dict[Partition, list[Message]] = {}
         for record in records:
             if record.error() is None:

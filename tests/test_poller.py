@@ -56,6 +56,12 @@ def test_a_relaxed_poller_never_waits_for_more(fake_consumer, kafka_record):
     assert consumer.waits == [kafka.IDLE_POLL_S, 0.0, kafka.IDLE_POLL_S]
 
 
+def test_a_relaxed_poller_takes_a_few_records_at_a_time(fake_consumer, kafka_record):
+    records = [order_record(kafka_record, offset=n) for n in range(3 * kafka.RELAXED_BATCH)]
+    batches = Poller(fake_consumer(records), relaxed=True).poll()
+    assert [record.offset() for record in batches[("orders.events", 0)]] == list(range(kafka.RELAXED_BATCH))
+
+
 def test_records_come_out_by_partition_in_order(fake_consumer, kafka_record):
     records = [kafka_record(partition=n % 2, offset=n) for n in range(4)]
     batches = Poller(fake_consumer(records), pacer=FixedPacer(0.0)).poll()
