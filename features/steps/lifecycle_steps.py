@@ -39,15 +39,22 @@ def step_running(context):
     context.terminal = started(context)
 
 
+def look_before(context) -> None:
+    """Note the stack's processes, and its parts among them, before it is stopped:
+    a process killed and reaped has no name or parent left to count it by."""
+    context.before = alive(context.terminal.processes())
+    context.parts_before = parts(context.before)
+
+
 @when("the terminal is closed")
 def step_close_terminal(context):
-    context.before = alive(context.terminal.processes())
+    look_before(context)
     context.terminal.hang_up()
 
 
 @when("{target} is killed with SIGKILL")
 def step_kill(context, target):
-    context.before = alive(context.terminal.processes())
+    look_before(context)
     process = (
         context.terminal.supervisor() if target == "the supervisor" else psutil.Process(context.terminal.process.pid)
     )
@@ -58,7 +65,7 @@ def step_kill(context, target):
 def step_none_left(context, seconds):
     postgres = checked(read_store) == "postgres"
     expected = "make, the supervisor, Kafka, 3 services" + " and PostgreSQL" * postgres
-    assert len(parts(context.before)) == 6 + postgres, f"{expected}: {context.before}"
+    assert len(context.parts_before) == 6 + postgres, f"{expected}: {context.parts_before}"
     record(context, wait_until_gone(context.before, seconds))
 
 
@@ -162,7 +169,7 @@ def step_freeze_broker(context):
 
 @when("make run is stopped with Ctrl-C")
 def step_ctrl_c(context):
-    context.before = alive(context.terminal.processes())
+    look_before(context)
     context.terminal.interrupt()
 
 
