@@ -129,5 +129,6 @@ lock: $(INSTALLED) ## Rewrite constraints.txt from what is installed
 	(echo "# Every package version, transitive ones included; regenerate with 'make lock'."; \
 	 $(BIN)/pip freeze --exclude-editable) > constraints.txt
 
-clean: ## Delete the stack's data and logs (Kafka topics, SQLite files)
+clean: ## Delete the stack's data and logs (Kafka topics, SQLite files, PostgreSQL's cluster wherever it lives)
+	if [ -d .run ]; then find .run -type l -exec sh -c 'rm -rf -- "$$(readlink -f -- "$$1")"' _ {} \; ; fi
 	rm -rf .run

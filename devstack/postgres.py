@@ -4,6 +4,7 @@ folder, listening on 127.0.0.1 and a socket folder of its own, one database
 per service. `initdb` and `postgres` refuse to run as root: as root they run
 as the `postgres` user, on folders it owns."""
 
+import hashlib
 import os
 import pwd
 import re
@@ -25,6 +26,20 @@ DATABASES = ("orders", "billing", "notifications")  # one per service
 SUPERUSER = "postgres"  # the role initdb creates; as root, also the system user that runs the server
 DEBIAN_BINARIES = Path("/usr/lib/postgresql")
 CREATECLUSTER = Path("/etc/postgresql-common/createcluster.conf")
+# A client that vanished (its host cut off, frozen, powered down) keeps its
+# session, and any advisory lock the session holds, until the server notices.
+# PostgreSQL leaves that to the system's TCP keepalive, two hours by default.
+# With these the server ends such a session within about 10 s: an idle
+# connection is probed after 5 s, every 2 s, and given up after 3 unanswered
+# probes; data the client does not acknowledge is given up after 10 s; a
+# running query looks at its client every 2 s.
+VANISHED_CLIENTS = {
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "10000",  # ms
+    "client_connection_check_interval": "2000",  # ms
+}
 
 
 def binaries(say: Callable[[str], None] = print) -> Path:
@@ -95,10 +110,16 @@ class Server:
     """One cluster in `home` (data/ and socket/), served on 127.0.0.1:`port`.
     Not `durable`, it skips fsync: for throw-away test servers only."""
 
-    def __init__(self, home: Path, port: int = 5432, durable: bool = True):
+    def __init__(
+        self, home: Path, port: int = 5432, durable: bool = True, listen: str = "127.0.0.1", clients: str | None = None
+    ):
+        """`listen`: the addresses to serve on; `clients`: a network (CIDR) let in
+        besides loopback, such as the fault tests' hosts of their own."""
         self.home = home
         self.port = port
         self.durable = durable
+        self.listen = listen
+        self.clients = clients
         self.bindir: Path | None = None  # found by prepare()
 
     @property
@@ -117,12 +138,13 @@ class Server:
         returns the server's version, as `postgres --version` words it."""
         self.bindir = binaries(say)
         owner = _owner()
+        if owner is not None and not _reachable(self.home, owner):
+            self.home = _linked_from(self.home, owner)
         self.sockets.mkdir(parents=True, exist_ok=True)
         if not (self.data / "PG_VERSION").exists():
             shutil.rmtree(self.data, ignore_errors=True)  # what a killed initdb left
             self.data.mkdir(mode=0o700)
             if owner is not None:
-                _check_reachable(self.data, owner)
                 os.chown(self.data, owner.pw_uid, owner.pw_gid)
             _run(
                 [
@@ -139,6 +161,10 @@ class Server:
             )
         if owner is not None:
             os.chown(self.sockets, owner.pw_uid, owner.pw_gid)
+        hba = self.data / "pg_hba.conf"
+        if self.clients and self.clients not in hba.read_text():
+            with hba.open("a") as rules:
+                rules.write(f"host all all {self.clients} trust\n")
         version = _run([str(self.bindir / "postgres"), "--version"], "postgres --version")
         return version.strip().removeprefix("postgres (PostgreSQL) ")
 
@@ -152,9 +178,10 @@ class Server:
             "-p",
             str(self.port),
             "-c",
-            "listen_addresses=127.0.0.1",
+            f"listen_addresses={self.listen}",
             "-c",
             f"unix_socket_directories={self.sockets.absolute()}",
+            *[option for name, value in VANISHED_CLIENTS.items() for option in ("-c", f"{name}={value}")],
             *([] if self.durable else ["-c", "fsync=off"]),
         ]
 
@@ -204,9 +231,11 @@ def _owner() -> pwd.struct_passwd | None:
         ) from None
 
 
-def _check_reachable(folder: Path, owner: pwd.struct_passwd) -> None:
-    """The server's user must be able to enter every folder above its data."""
-    for parent in reversed(folder.absolute().parents):
+def _reachable(folder: Path, owner: pwd.struct_passwd) -> bool:
+    """Whether `owner` may enter `folder` and every folder above it."""
+    for parent in [folder.absolute(), *folder.absolute().parents]:
+        if not parent.exists():
+            continue
         found = parent.stat()
         if found.st_uid == owner.pw_uid:
             bit = stat.S_IXUSR
@@ -215,7 +244,24 @@ def _check_reachable(folder: Path, owner: pwd.struct_passwd) -> None:
         else:
             bit = stat.S_IXOTH
         if not found.st_mode & bit:
-            raise StartFailed(
-                f"the {owner.pw_name} user, which runs PostgreSQL for root, cannot enter {parent}"
-                f" (mode {stat.filemode(found.st_mode)}): run from a folder it can reach, or: chmod o+x {parent}"
-            )
+            return False
+    return True
+
+
+def _linked_from(home: Path, owner: pwd.struct_passwd) -> Path:
+    """A folder for the cluster of `home` that `owner` can reach, and `home` made
+    a link to it. As root, a clone may live where the server's user cannot enter
+    (root's home, a `mktemp -d` folder: mode 0700); the cluster then lives in
+    that user's home (Debian's: /var/lib/postgresql), one folder per `home`."""
+    owners_home = Path(owner.pw_dir)
+    base = owners_home if owners_home.is_dir() and _reachable(owners_home, owner) else Path("/var/tmp")
+    digest = hashlib.sha256(str(home.absolute()).encode()).hexdigest()[:16]
+    place = base / "event-driven" / digest  # short: a socket's path may not pass 107 bytes
+    place.mkdir(parents=True, exist_ok=True)
+    for folder in (place.parent, place):
+        folder.chmod(0o755)  # mkdir's mode is masked by the umask
+    if not home.is_symlink():
+        shutil.rmtree(home, ignore_errors=True)
+        home.parent.mkdir(parents=True, exist_ok=True)
+        home.symlink_to(place, target_is_directory=True)
+    return place

@@ -288,9 +288,17 @@ class Stack:
         self.supervisor.say(f"cleanup: {what} ({seconds:.1f}s)")
 
     def _wipe(self) -> None:
+        """Empty the data folder; a folder it links to (see devstack.postgres) is emptied where it lives."""
         for path in self.config.home.iterdir():
-            if path.name not in KEEP:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if path.name in KEEP:
+                continue
+            if path.is_symlink():
+                shutil.rmtree(path.resolve(), ignore_errors=True)
+                path.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def _shown(path: Path) -> str:

@@ -81,10 +81,10 @@ def outbox_rows(store):
 
 
 @contextmanager
-def _running_postgres(home: Path) -> Iterator[tuple[Server, subprocess.Popen]]:
+def _running_postgres(home: Path, **options) -> Iterator[tuple[Server, subprocess.Popen]]:
     """A server in `home` on a free port, not durable (no fsync), stopped fast
-    at the end; it dies with this process should pytest be killed."""
-    server = Server(home, free_port(), durable=False)
+    at the end; it dies with this process should pytest be killed. `options`: Server's."""
+    server = Server(home, free_port(), durable=False, **options)
     server.prepare()
     with open(home / "server.log", "ab") as log:
         process = subprocess.Popen(

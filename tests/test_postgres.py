@@ -2,15 +2,18 @@
 one database per service, stops fast, and leaves no process behind, whatever
 ended the one that started it. Real servers on 127.0.0.1; no broker."""
 
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
 import psycopg
 import pytest
 
+from devstack.hosts import Network
 from devstack.postgres import DATABASES, binaries
 from devstack.stack import Stack, StackConfig
 from eventbus.settings import Env, SettingError
@@ -110,3 +113,73 @@ def test_the_stack_hands_each_service_its_own_database():
 def test_postgres_needs_a_port_of_its_own():
     with pytest.raises(SettingError, match="POSTGRES_PORT must be a port of its own, got '5002'"):
         StackConfig.from_env(Env({"STORE": "postgres", "POSTGRES_PORT": "5002"}))
+
+
+def test_a_clone_in_a_folder_only_root_may_enter_still_gets_its_server(tmp_path, running_postgres):
+    """pytest's tmp_path is root's alone (0700), like a root's home or `mktemp -d`:
+    as root the server's user cannot enter it, so the cluster lives where it can,
+    linked from the folder asked for, and a fresh start empties it there."""
+    tmp_path.chmod(0o700)
+    home = tmp_path / "postgres"
+    with running_postgres(home) as (server, _):
+        with psycopg.connect(server.url()) as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
+    if os.geteuid() == 0:
+        assert home.is_symlink() and home.resolve() == server.home
+        stack = Stack(StackConfig(home=tmp_path))
+        stack._wipe()
+        assert not home.exists() and not server.home.exists()
+
+
+@pytest.fixture
+def network():
+    """A bridge of this test's own, for hosts in their own network namespaces."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    network = Network(os.getpid() % 256)
+    network.create()
+    yield network
+    network.remove()
+
+
+LOCK_AND_WAIT = """
+import sys, psycopg
+connection = psycopg.connect(sys.argv[1], autocommit=True)
+connection.execute("SELECT pg_advisory_lock(42)")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_server_ends_the_session_of_a_client_whose_host_vanished(network, postgres_home, running_postgres):
+    """A client on a host of its own takes an advisory lock, then its host's
+    cable is pulled: the server must end that session, and free the lock, in
+    seconds. Without its keepalive settings it would wait two hours."""
+    client_host = network.host("client", 2)
+    client_host.create()
+    options = {"listen": f"127.0.0.1,{network.machine}", "clients": f"{client_host.address}/32"}
+    try:
+        with running_postgres(postgres_home, **options) as (server, _):
+            url = f"postgresql://postgres@{network.machine}:{server.port}/postgres"
+            client = subprocess.Popen(
+                client_host.command([sys.executable, "-c", LOCK_AND_WAIT, url]),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                assert client.stdout.readline() == "locked\n"
+                with psycopg.connect(server.url(), autocommit=True) as connection:
+                    assert connection.execute("SELECT pg_try_advisory_lock(42)").fetchone() == (False,)
+                    client_host.cut()
+                    cut_at = time.monotonic()
+                    while not connection.execute("SELECT pg_try_advisory_lock(42)").fetchone()[0]:
+                        assert time.monotonic() - cut_at < 30, "the vanished client's session still holds its lock"
+                        time.sleep(0.2)  # polling the lock, not waiting for it
+                    freed_after = time.monotonic() - cut_at
+            finally:
+                client.kill()
+                client.wait()
+    finally:
+        client_host.remove()
+    assert freed_after < 20
