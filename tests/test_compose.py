@@ -10,6 +10,8 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
+from devstack.postgres import VANISHED_CLIENTS
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -103,6 +105,14 @@ def test_each_service_has_its_own_database_created_once_by_the_init_script():
         url = COMPOSE["services"][name]["environment"]["DATABASE_URL"]
         assert url == f"postgresql://postgres@postgres:5432/{name}"
         assert f"CREATE DATABASE {name};" in script
+
+
+def test_postgres_ends_a_vanished_clients_session_as_the_local_one_does():
+    command = POSTGRES["command"]
+    assert command[0] == "postgres"
+    settings = dict(option.split("=", 1) for option in command[2::2])
+    assert command[1::2] == ["-c"] * len(settings)
+    assert settings == VANISHED_CLIENTS
 
 
 def test_services_wait_for_a_healthy_postgres_and_keep_no_state_in_volumes():
