@@ -16,7 +16,7 @@ from eventbus import health, ledger, metrics, outbox, tracing
 from eventbus.consumer import ConsumerLoop, Handler
 from eventbus.contracts import Event
 from eventbus.kafka import make_consumer
-from eventbus.settings import Settings
+from eventbus.settings import Settings, listening
 from eventbus.store import Store, Transaction, open_store
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ class Service:
         """Run until signalled; `serve` (an HTTP server, say) runs beside the consumer."""
         stop_on_signals(self.stop, signal.SIGTERM, signal.SIGINT)
         if self.settings.metrics_port:
-            metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
+            with listening("METRICS_PORT", self.settings.metrics_port):
+                metrics.serve(self.settings.metrics_host, self.settings.metrics_port)
         self.relay.start()
         consumer = threading.Thread(target=self._consume, name="consumer")
         consumer.start()

@@ -2,10 +2,12 @@
 checked where it is read, so that a bad value stops the start with one line
 naming the variable, the value and what is expected."""
 
+import errno
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -124,6 +126,19 @@ def checked(read: Callable[[Env], T]) -> T:
         return read(Env())
     except SettingError as error:
         print(error, file=sys.stderr, flush=True)
+        raise SystemExit(EX_CONFIG) from None
+
+
+@contextmanager
+def listening(name: str, port: int) -> Iterator[None]:
+    """Around binding the port that setting `name` chose: a port another process
+    holds is a bad setting like any other, one line and EX_CONFIG."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        print(SettingError(name, str(port), "a port no other process listens on"), file=sys.stderr, flush=True)
         raise SystemExit(EX_CONFIG) from None
 
 

@@ -1,6 +1,7 @@
 """Every setting of the README's table is checked where it is read: a bad value
 is one line naming the variable, the value and what is expected."""
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,26 @@ def test_a_service_started_on_its_own_exits_with_the_line_and_ex_config(service,
     )
     assert done.returncode == EX_CONFIG
     assert done.stderr == "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'\n"
+
+
+@pytest.mark.parametrize(
+    ("service", "setting"), [("billing", "METRICS_PORT"), ("notifications", "METRICS_PORT"), ("orders", "HTTP_PORT")]
+)
+def test_a_port_another_process_holds_is_named_in_one_line(service, setting, tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", f"services.{service}"],
+            env={setting: str(port), "DATA_DIR": str(tmp_path), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "PATH": ""},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == EX_CONFIG
+    assert done.stderr == f"{setting} must be a port no other process listens on, got '{port}'\n"
 
 
 def test_the_endpoint_of_the_chosen_traces_exporter_must_be_a_url():

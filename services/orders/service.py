@@ -18,7 +18,7 @@ from eventbus import contracts, outbox, tracing
 from eventbus.consumer import Handler
 from eventbus.contracts import timestamp
 from eventbus.service import Service
-from eventbus.settings import HOST, IPV6, URL, Env, Settings, checked
+from eventbus.settings import HOST, IPV6, URL, Env, Settings, checked, listening
 from eventbus.store import Store, StoreUnavailable, Transaction
 from generated.create_order_request import CreateOrderRequest
 from generated.email_sent import EmailSent
@@ -342,5 +342,6 @@ def main() -> None:
     # A link to a trace whose spans never left this process would lead nowhere.
     trace_view = http.trace_view if service.exports_traces else None
     app = make_orders_app(service, http.max_body_bytes, trace_view)
-    server = waitress.create_server(app, host=http.host, port=http.port, threads=4, ident="orders")
+    with listening("HTTP_PORT", http.port):
+        server = waitress.create_server(app, host=http.host, port=http.port, threads=4, ident="orders")
     service.run(serve=server.run, close=server.close)
