@@ -33,16 +33,35 @@ TYPES = {
 CONNECT_TIMEOUT_S = 1  # libpq counts whole seconds
 POOL_SIZE = 8  # HTTP threads, the consumer, the relay and the mailer each hold one at most
 WAIT_LOG_EVERY_S = 30.0
-# Keepalives end a connection whose host went silent (cut off, powered down)
-# within about 10 s, and with it any advisory lock it held.
+# The client's keepalives end its own socket to a server gone silent within
+# about 10 s. The server's end is the server's to close: each session asks it
+# for the same (see devstack/postgres.py for the settings' meaning), so a
+# managed server needs nothing set. A transaction left open by a process that
+# froze holds its row locks, and so stalls every replica that needs the same
+# rows, until the server ends it: IDLE_IN_TRANSACTION_S.
+IDLE_IN_TRANSACTION_S = 5
+SESSION = {
+    "idle_in_transaction_session_timeout": f"{IDLE_IN_TRANSACTION_S}s",
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
 CONNECTION = {
     "connect_timeout": CONNECT_TIMEOUT_S,
     "keepalives": 1,
     "keepalives_idle": 4,
     "keepalives_interval": 2,
     "keepalives_count": 3,
+    "options": " ".join(f"-c {name}={value}" for name, value in SESSION.items()),
     "autocommit": True,
 }
+# The claim's session asks more: ended by the server when its holder stops
+# asking for CLAIM_SILENCE_S (a process paused, frozen or cut off, whose
+# kernel may still answer keepalives), which frees the claim for a replica
+# that is alive. The server alone measures the silence: no clocks compared.
+CLAIM_SILENCE_S = 6
+CLAIM_CONNECTION = CONNECTION | {"options": f"{CONNECTION['options']} -c idle_session_timeout={CLAIM_SILENCE_S}s"}
 log = logging.getLogger(__name__)
 
 
@@ -126,25 +145,35 @@ class PostgresStore:
 
 class AdvisoryLock:
     """The claim of a PostgreSQL store: a session advisory lock, held by a
-    connection of its own. The server releases it when that connection ends
-    (its process died, its host was cut off and keepalives gave up), so no
-    holder has to renew anything and no two hosts' clocks are ever compared."""
+    connection of its own. The server releases it when that session ends: its
+    process died, or went silent for CLAIM_SILENCE_S (paused, cut off), or its
+    host's socket was given up by the server's keepalives. No holder renews a
+    lease and no two hosts' clocks are ever compared.
+
+    `tenure` counts the times this process took the claim: a holder that lost
+    it, even for a moment, starts a new tenure, so what it did as the holder
+    before (a Kafka producer's transactional session) is no longer its own."""
 
     def __init__(self, url: str, name: str):
         self._url = url
         self._name = name
         self._connection: psycopg.Connection | None = None
         self._locked = False
+        self.tenure = 0
 
     def held(self) -> bool:
         try:
+            if self._locked:
+                try:
+                    self._connection.execute("SELECT 1")  # still connected, so still holding it
+                    return True
+                except psycopg.OperationalError:
+                    self._drop()  # the server ended the session: the claim is gone
             if self._connection is None:
-                self._connection = psycopg.connect(self._url, **CONNECTION)
-            if not self._locked:
-                query = "SELECT pg_try_advisory_lock(hashtext(%s))"
-                self._locked = self._connection.execute(query, [self._name]).fetchone()[0]
-            else:
-                self._connection.execute("SELECT 1")  # still connected, so still holding it
+                self._connection = psycopg.connect(self._url, **CLAIM_CONNECTION)
+            query = "SELECT pg_try_advisory_lock(hashtext(%s))"
+            self._locked = self._connection.execute(query, [self._name]).fetchone()[0]
+            self.tenure += self._locked
             return self._locked
         except psycopg.OperationalError as error:
             self._drop()

@@ -1,0 +1,92 @@
+"""The outbox relay's claim on each store: one holder at a time, a holder that
+goes silent loses it within seconds, and each taking starts a new tenure (what
+the relay fences its Kafka producer by). Real SQLite files and real PostgreSQL
+servers; no broker."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from eventbus.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+SILENCE_GIVEN_UP_WITHIN_S = 15  # the longest silence a claim survives is 6 s on either store
+
+
+def wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_each_taking_of_a_claim_starts_a_new_tenure(store_settings):
+    store = open_store(store_settings)
+    claim = store.claim("relay")
+    assert claim.held() and claim.held()
+    assert claim.tenure == 1
+    claim.release()
+    assert claim.held()
+    assert claim.tenure == 2
+    claim.release()
+    store.close()
+
+
+def test_a_holder_that_stops_asking_loses_the_claim_to_a_live_process(store_settings):
+    stores = [open_store(store_settings), open_store(store_settings)]
+    silent, live = (store.claim("relay") for store in stores)
+    assert silent.held()
+    assert not live.held()
+    assert wait_for(live.held, SILENCE_GIVEN_UP_WITHIN_S)
+    assert not silent.held()
+    assert silent.tenure == 1  # it did not get the claim back
+    live.release()
+    for store in stores:
+        store.close()
+
+
+HOLD_AND_ASK = """
+import sys, time
+from pathlib import Path
+from eventbus.settings import Settings
+from eventbus.store import open_store
+settings = Settings(service="test", data_dir=Path(sys.argv[1]), database_url=sys.argv[2] or None)
+claim = open_store(settings).claim("relay")
+assert claim.held()
+print("held", flush=True)
+while True:
+    held = claim.held()
+    print("held" if held else "lost", claim.tenure, flush=True)
+    if not held:
+        break
+    time.sleep(0.2)
+"""
+
+
+def test_a_paused_holder_loses_the_claim_and_learns_it_when_it_wakes(store_settings):
+    """SIGSTOP: the process is frozen but its kernel still answers keepalives."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AND_ASK, str(store_settings.data_dir), store_settings.database_url or ""],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        store = open_store(store_settings)
+        live = store.claim("relay")
+        holder.send_signal(signal.SIGSTOP)
+        assert wait_for(live.held, SILENCE_GIVEN_UP_WITHIN_S)
+        holder.send_signal(signal.SIGCONT)
+        said = holder.stdout.read().split("\n")
+        assert "lost 1" in said  # on waking it learns, in its first asking, that it no longer holds it
+        assert live.held()
+        live.release()
+        store.close()
+    finally:
+        holder.kill()
+        holder.wait()
