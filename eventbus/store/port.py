@@ -38,8 +38,6 @@ class Transaction(Protocol):
 class Claim(Protocol):
     """Who, among the processes sharing a store, does one job (publishing the outbox)."""
 
-    tenure: int  # how many times this process took the claim; each loss ends a tenure
-
     def held(self) -> bool:
         """Take or keep the claim; False while another live process holds it."""
 

@@ -148,18 +148,13 @@ class AdvisoryLock:
     connection of its own. The server releases it when that session ends: its
     process died, or went silent for CLAIM_SILENCE_S (paused, cut off), or its
     host's socket was given up by the server's keepalives. No holder renews a
-    lease and no two hosts' clocks are ever compared.
-
-    `tenure` counts the times this process took the claim: a holder that lost
-    it, even for a moment, starts a new tenure, so what it did as the holder
-    before (a Kafka producer's transactional session) is no longer its own."""
+    lease and no two hosts' clocks are ever compared."""
 
     def __init__(self, url: str, name: str):
         self._url = url
         self._name = name
         self._connection: psycopg.Connection | None = None
         self._locked = False
-        self.tenure = 0
 
     def held(self) -> bool:
         try:
@@ -173,7 +168,6 @@ class AdvisoryLock:
                 self._connection = psycopg.connect(self._url, **CLAIM_CONNECTION)
             query = "SELECT pg_try_advisory_lock(hashtext(%s))"
             self._locked = self._connection.execute(query, [self._name]).fetchone()[0]
-            self.tenure += self._locked
             return self._locked
         except psycopg.OperationalError as error:
             self._drop()

@@ -157,15 +157,13 @@ class Lease:
     """The claim of a SQLite store: a row with the holder and an expiry time. A
     SQLite file is shared only by the processes of one host, which read one
     clock, so comparing times is safe here (it would not be across hosts). A
-    holder that dies or pauses loses the claim when its lease runs out; taking
-    it again starts a new `tenure` (see eventbus.store.postgres.AdvisoryLock)."""
+    holder that dies or pauses loses the claim when its lease runs out."""
 
     def __init__(self, store: SqliteStore, name: str):
         self._store = store
         self._name = name
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._until = 0.0
-        self.tenure = 0
         store.create_table("leases", {"name": str, "holder": str, "until": float}, pk="name")
 
     def held(self) -> bool:
@@ -174,22 +172,14 @@ class Lease:
         if now < self._until - LEASE_SECONDS / 2:
             return True
         with self._store.transaction() as tx:
-            kept = tx.execute(
-                "UPDATE leases SET until = ? WHERE name = ? AND holder = ? AND until >= ?",
-                (now + LEASE_SECONDS, self._name, self._holder, now),
+            taken = tx.execute(
+                "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until"
+                " WHERE leases.holder = excluded.holder OR leases.until < ?",
+                (self._name, self._holder, now + LEASE_SECONDS, now),
             ).rowcount
-            taken = (
-                kept
-                or tx.execute(
-                    "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?)"
-                    " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until"
-                    " WHERE leases.until < ?",
-                    (self._name, self._holder, now + LEASE_SECONDS, now),
-                ).rowcount
-            )
-        self.tenure += bool(taken and not kept)
-        self._until = now + LEASE_SECONDS if taken else 0.0
-        return bool(taken)
+        self._until = now + LEASE_SECONDS if taken == 1 else 0.0
+        return taken == 1
 
     def release(self) -> None:
         with self._store.transaction() as tx:
