@@ -85,7 +85,8 @@ class Relay:
 
     Replicas of a service share one outbox; the store's claim makes one relay
     at a time publish it, so rows go out once and in order. A replica that dies
-    loses the claim, and another takes over. Rows committed by another replica
+    or goes silent loses the claim, and one that cannot reach Kafka lets it go:
+    another takes over. Rows committed by another replica
     wake this relay through the store's notifications; polling is the fallback.
     """
 
@@ -133,6 +134,8 @@ class Relay:
                 )
                 if needs_new_client(error):
                     producer = make_producer(self._settings)
+                if isinstance(error, KafkaException):
+                    self._claim.release()  # a replica that can reach Kafka publishes meanwhile
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10)
                 continue

@@ -5,9 +5,14 @@ process. Real SQLite files and real PostgreSQL servers; no broker."""
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from cloudevents.core.bindings.kafka import KafkaMessage
+
+from eventbus import outbox
+from eventbus.settings import Settings
 from eventbus.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,3 +81,19 @@ def test_a_paused_holder_loses_the_claim_and_learns_it_when_it_wakes(store_setti
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_relay_that_cannot_reach_kafka_lets_another_replica_publish(store, tmp_path, fake_producer, monkeypatch):
+    monkeypatch.setattr(outbox, "make_producer", lambda settings: fake_producer(failing=(b"1",)))
+    with store.transaction() as tx:
+        outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"{}"))
+    stop = threading.Event()
+    failing = outbox.Relay(store, Settings(service="test", data_dir=tmp_path), stop)
+    failing.start()
+    other = store.claim("outbox-relay")
+    try:
+        assert wait_for(other.held, 3)  # its lease or lock would last longer
+    finally:
+        stop.set()
+        failing.join(5)
+        other.release()
