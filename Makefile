@@ -38,16 +38,16 @@ generate: $(INSTALLED) ## Generate the dataclasses and the AsyncAPI document in 
 	for schema in contracts/*.json; do \
 	  $(BIN)/datamodel-codegen --input $$schema --output generated/$$(basename $$schema .json).py $(CODEGEN_FLAGS); \
 	done
-	$(BIN)/python -m eventbus.asyncapi generate generated/asyncapi.yaml
+	$(BIN)/python -m tools.asyncapi generate generated/asyncapi.yaml
 
 docs: $(INSTALLED) $(NODE_INSTALLED) ## Render generated/asyncapi.yaml as build/docs/asyncapi.html (opens offline)
-	$(BIN)/python -m eventbus.asyncapi html build/docs/asyncapi.html
+	$(BIN)/python -m tools.asyncapi html build/docs/asyncapi.html
 
 contracts-check: $(INSTALLED) ## Check every contract is compatible with each of its released versions
-	$(BIN)/python -m eventbus.compatibility check
+	$(BIN)/python -m tools.compatibility check
 
 contracts-release: $(INSTALLED) ## Freeze each changed contract as its next version in contracts/<name>/
-	$(BIN)/python -m eventbus.compatibility release
+	$(BIN)/python -m tools.compatibility release
 
 lint: $(INSTALLED) ## Check style with ruff
 	$(BIN)/ruff check .

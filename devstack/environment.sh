@@ -57,13 +57,13 @@ find_uv() {
 
 with_uv() {
   { [[ -x $VENV/bin/python ]] || quietly "$uv" venv --seed --python "$PYTHON" "$VENV"; } &&
-    quietly "$uv" pip install --python "$VENV/bin/python" -c constraints.txt -e '.[dev]'
+    quietly "$uv" pip install --python "$VENV/bin/python" -c constraints.txt -e . --group dev
 }
 
 with_pip() {
   { [[ -x $VENV/bin/python ]] || quietly "$PYTHON" -m venv "$VENV"; } &&
     quietly "$VENV/bin/pip" install --upgrade pip &&
-    quietly "$VENV/bin/pip" install -c constraints.txt -e '.[dev]'
+    quietly "$VENV/bin/pip" install -c constraints.txt -e . --group dev
 }
 
 case $INSTALLER in

@@ -12,11 +12,12 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
-from eventbus import asyncapi, contracts, tracing
+from eventbus import contracts, tracing
 from eventbus.consumer import ConsumerLoop, Handler
 from eventbus.envelope import seal
 from eventbus.settings import Settings
 from generated.order_created import OrderCreated
+from tools import asyncapi
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "node_modules" / "@asyncapi" / "specs" / "schemas" / "3.0.0-without-$id.json"

@@ -8,7 +8,8 @@ import shutil
 import pytest
 from invented import field_not_in
 
-from eventbus import compatibility, versions
+from eventbus import versions
+from tools import compatibility
 
 BASE = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",

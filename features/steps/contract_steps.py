@@ -123,7 +123,7 @@ CHANGES = {
 def step_change(context, change):
     _edit(context, *CHANGES[change])
     context.checked = subprocess.run(
-        [sys.executable, "-m", "eventbus.compatibility", "check", "--contracts", str(context.scratch)],
+        [sys.executable, "-m", "tools.compatibility", "check", "--contracts", str(context.scratch)],
         capture_output=True,
         text=True,
         timeout=60,

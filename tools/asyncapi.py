@@ -2,8 +2,8 @@
 `make generate`: each message's payload is a reference to its contract, never a
 copy, and its headers are the envelope's CloudEvents headers.
 
-    python -m eventbus.asyncapi generate generated/asyncapi.yaml
-    python -m eventbus.asyncapi html build/docs/asyncapi.html   # the official renderer's page
+    python -m tools.asyncapi generate generated/asyncapi.yaml
+    python -m tools.asyncapi html build/docs/asyncapi.html   # the official renderer's page
 """
 
 import json

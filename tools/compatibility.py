@@ -19,8 +19,8 @@ what changed in each. And jsoncompat treats `format` as an annotation, as
 2020-12 does by default, while our readers assert it: a changed `format` is a
 break here.
 
-    python -m eventbus.compatibility check [--contracts DIR]
-    python -m eventbus.compatibility release [--contracts DIR]
+    python -m tools.compatibility check [--contracts DIR]
+    python -m tools.compatibility release [--contracts DIR]
 """
 
 import argparse
@@ -175,7 +175,7 @@ def release(directory: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eventbus.compatibility", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.compatibility", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["check", "release"])
     parser.add_argument("--contracts", type=Path, default=CONTRACTS_DIR, help="the contracts folder")
     args = parser.parse_args(argv)
