@@ -37,13 +37,21 @@ class Handler:
     """How a service reacts to one event type.
 
     `handle` gets the event and the open transaction and returns the events to
-    publish. With `once_per`, it runs at most once per key; a later event with
-    the same key goes to `on_duplicate` instead.
+    publish. With `once_per`, it runs at most once per key, which the ledger
+    records under `ledger_name` (such as "billing.charge"); a later event with
+    the same key goes to `on_duplicate` instead. The name is declared, not
+    taken from the function: renaming a function must not run it again for
+    every key it has recorded.
     """
 
     handle: Callable[[Event, Transaction], list[Event]]
     once_per: Callable[[Event], object] | None = None
+    ledger_name: str | None = None
     on_duplicate: Callable[[Event], None] = field(default=lambda event: None)
+
+    def __post_init__(self):
+        if (self.once_per is None) != (self.ledger_name is None):
+            raise ValueError("once_per and ledger_name go together: the ledger records each key under that name")
 
 
 class ConsumerLoop:
@@ -171,9 +179,8 @@ class ConsumerLoop:
     def _run(self, tx: Transaction, handler: Handler, envelope) -> list[Event] | None:
         """The handler's events; None when the ledger has seen the key already."""
         if handler.once_per is not None:
-            name = f"{self._settings.service}.{handler.handle.__name__}"
             key = str(handler.once_per(envelope.event))
-            if not ledger.first_time(tx, name, key, envelope.id):
+            if not ledger.first_time(tx, handler.ledger_name, key, envelope.id):
                 handler.on_duplicate(envelope.event)
                 return None
         return handler.handle(envelope.event, tx)

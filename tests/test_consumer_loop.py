@@ -55,7 +55,9 @@ def test_the_handlers_events_are_queued_before_the_offset_is_committed(
 
 def test_a_duplicate_key_goes_to_on_duplicate_and_writes_nothing(run, fake_consumer, kafka_record, outbox_rows):
     duplicates = []
-    handler = Handler(charge, once_per=lambda event: event.orderId, on_duplicate=duplicates.append)
+    handler = Handler(
+        charge, once_per=lambda event: event.orderId, ledger_name="test.charge", on_duplicate=duplicates.append
+    )
     consumer = fake_consumer(
         [kafka_record(seal(order(1), "orders"), offset=0)],
         [kafka_record(seal(order(1), "orders"), offset=1)],
@@ -106,10 +108,10 @@ def test_a_failing_handler_is_rolled_back_and_its_message_read_again(
         return charge(event, tx)
 
     consumer = fake_consumer([kafka_record(seal(order(n), "orders"), offset=n) for n in (1, 2, 3)])
-    run(consumer, Handler(fail_on_order_2, once_per=lambda event: event.orderId))
+    run(consumer, Handler(fail_on_order_2, once_per=lambda event: event.orderId, ledger_name="test.charge"))
 
     assert [json.loads(row["value"])["orderId"] for row in outbox_rows()] == [1]
-    assert ledger.count(store, "test.fail_on_order_2") == 1
+    assert ledger.count(store, "test.charge") == 1
     assert consumer.seeks == [(0, 2)]
     assert consumer.commits == [(0, 2)]
 
@@ -138,7 +140,7 @@ def test_a_rejected_event_leaves_its_key_free_for_a_later_redelivery(run, fake_c
     consumer = fake_consumer(
         [kafka_record(seal(order(), "orders"), offset=0)], [kafka_record(seal(order(), "orders"), offset=1)]
     )
-    run(consumer, Handler(reject_first_time, once_per=lambda event: event.orderId))
+    run(consumer, Handler(reject_first_time, once_per=lambda event: event.orderId, ledger_name="test.charge"))
     assert attempts == [1, 1]
     assert [row["topic"] for row in outbox_rows()] == ["orders.events.dlq", "orders.events"]
 

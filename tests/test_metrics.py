@@ -29,7 +29,7 @@ def test_events_are_counted_by_type_and_outcome(store, stop, fake_consumer, kafk
     poison_before = value("consumer_events_total", type="other", outcome="dead_lettered")
     records = [kafka_record(seal(ORDER, "orders"), offset=n) for n in (0, 1)]
     records.append(kafka_record(headers={"ce_id": b"1"}, value=b"garbage", offset=2))
-    handler = Handler(lambda order, tx: [], once_per=lambda order: order.orderId)
+    handler = Handler(lambda order, tx: [], once_per=lambda order: order.orderId, ledger_name="billing.charge")
     ConsumerLoop(fake_consumer(records), store, Settings(service="billing"), {OrderCreated: handler}, lambda: None).run(
         stop
     )

@@ -118,10 +118,13 @@ def test_a_cancelled_and_refunded_order_is_emailed_about_each(store, service_han
 
 
 def test_notifications_emails_once_per_order_id_and_kind(service_handlers):
-    """The ledger's key is the handler's name and the orderId: one handler per kind of email.
-    The confirmation's stays `send_email`, so the keys a running version recorded still count."""
+    """One ledger name per kind of email, each keyed by orderId."""
     kinds = [service_handlers[kind] for kind in (PaymentCaptured, OrderCancelled, PaymentRefunded)]
-    assert [handler.handle.__name__ for handler in kinds] == ["send_email", "send_cancellation", "send_refund"]
+    assert [handler.ledger_name for handler in kinds] == [
+        "notifications.send_email",
+        "notifications.send_cancellation",
+        "notifications.send_refund",
+    ]
     assert [handler.once_per(event) for handler, event in zip(kinds, [EMAIL, CANCELLED, REFUNDED], strict=True)] == [
         1,
         1,

@@ -67,7 +67,7 @@ def test_the_events_a_handler_emits_are_written_in_the_consumer_span(
 
 
 def test_a_duplicate_shows_as_the_outcome_of_its_span(store, stop, fake_consumer, kafka_record, spans):
-    handler = Handler(charge, once_per=lambda order: order.orderId)
+    handler = Handler(charge, once_per=lambda order: order.orderId, ledger_name="test.charge")
     records = [kafka_record(seal(ORDER, "orders"), offset=n) for n in (0, 1)]
     consume(store, stop, fake_consumer(records), handler)
     outcomes = [span.attributes["outcome"] for span in spans() if span.kind == SpanKind.CONSUMER]

@@ -113,8 +113,12 @@ def handlers(
         log.info("Billing skipped duplicate OrderCancelled for orderId %s", cancel.orderId)
 
     return {
-        OrderCreated: Handler(charge, once_per=lambda order: order.orderId, on_duplicate=skip),
-        OrderCancelled: Handler(refund, once_per=lambda cancel: cancel.orderId, on_duplicate=skip_cancel),
+        OrderCreated: Handler(
+            charge, once_per=lambda order: order.orderId, ledger_name="billing.charge", on_duplicate=skip
+        ),
+        OrderCancelled: Handler(
+            refund, once_per=lambda cancel: cancel.orderId, ledger_name="billing.refund", on_duplicate=skip_cancel
+        ),
     }
 
 

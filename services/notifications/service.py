@@ -92,27 +92,18 @@ def handlers(mailer: LogMailer, domain: str, clock: Callable[[], str] = timestam
         mailer.send(sent)
         return [sent]
 
-    def send_email(payment: PaymentCaptured, tx: Transaction) -> list[EmailSent]:
-        return email(payment, tx)
-
-    def send_cancellation(cancel: OrderCancelled, tx: Transaction) -> list[EmailSent]:
-        return email(cancel, tx)
-
-    def send_refund(refund: PaymentRefunded, tx: Transaction) -> list[EmailSent]:
-        return email(refund, tx)
-
     def skip(event: PaymentCaptured | OrderCancelled | PaymentRefunded) -> None:
         log.info("Notifications skipped duplicate %s for orderId %s", type(event).__name__, event.orderId)
 
-    def once(handle: Callable) -> Handler:
-        """One email per order from each handler: the ledger is keyed by handler name and orderId."""
-        return Handler(handle, once_per=lambda event: event.orderId, on_duplicate=skip)
+    def once(ledger_name: str) -> Handler:
+        """One email of a kind per order: the ledger records each orderId under the kind's name."""
+        return Handler(email, once_per=lambda event: event.orderId, ledger_name=ledger_name, on_duplicate=skip)
 
-    return {
+    return {  # named as the ledger has recorded them since each kind had a function of its own
         OrderCreated: Handler(remember_customer),
-        PaymentCaptured: once(send_email),
-        OrderCancelled: once(send_cancellation),
-        PaymentRefunded: once(send_refund),
+        PaymentCaptured: once("notifications.send_email"),
+        OrderCancelled: once("notifications.send_cancellation"),
+        PaymentRefunded: once("notifications.send_refund"),
     }
 
 

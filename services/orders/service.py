@@ -273,7 +273,9 @@ def cancel_declined(declined: PaymentDeclined, tx: Transaction) -> list[OrderCan
 HANDLERS = {
     **{event_type: Handler(track) for event_type in (OrderCreated, PaymentCaptured, EmailSent)},
     PaymentRefunded: Handler(track_saga),
-    PaymentDeclined: Handler(cancel_declined, once_per=lambda declined: declined.orderId),
+    PaymentDeclined: Handler(
+        cancel_declined, once_per=lambda declined: declined.orderId, ledger_name="orders.cancel_declined"
+    ),
 }
 
 
