@@ -433,6 +433,15 @@ def test_an_order_id_too_large_to_store_is_not_found(call, orders_service):
     assert call(app, "GET", f"/orders/{2**64}").status == 404
 
 
+def test_an_id_past_the_contracts_largest_is_never_looked_up(call):
+    """One largest id, the contract's: no order can have a larger one."""
+    asked = []
+    app = make_app(place=None, find=lambda order_id: asked.append(order_id), max_body_bytes=200)
+    assert call(app, "GET", f"/orders/{orders.MAX_ORDER_ID + 1}").status == 404
+    assert call(app, "GET", f"/orders/{orders.MAX_ORDER_ID}").status == 404
+    assert asked == [orders.MAX_ORDER_ID]
+
+
 def test_placing_an_order_queues_it_for_the_relay(orders_service):
     place(orders_service)
     assert outbox.pending(orders_service.store) == 1

@@ -25,7 +25,8 @@ from eventbus.store import StoreUnavailable
 log = logging.getLogger("orders")
 STATUS_CODE = {"created": 201, "replayed": 200}
 CANCEL_CODE = {"cancelled": 202, "already": 200}
-MAX_ORDER_ID = 2**63 - 1  # SQLite's largest integer
+# The largest order id, from the contract: the largest integer JSON carries exactly (2^53 - 1).
+MAX_ORDER_ID: int = contracts.schema("CreateOrderRequest")["properties"]["orderId"]["maximum"]
 MAX_LIST = 100
 PAGE = Path(__file__).parent / "page"
 STEPS = ("created", "paid", "emailed")

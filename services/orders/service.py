@@ -27,12 +27,10 @@ from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
 from generated.payment_declined import PaymentDeclined
 from generated.payment_refunded import PaymentRefunded
-from services.orders.api import make_app
+from services.orders.api import MAX_ORDER_ID, make_app  # an automatic id is one the API takes back
 
 log = logging.getLogger("orders")
 CUSTOMER_CANCELLED = "cancelled by the customer"
-# An automatic id must be one the API takes back, to replay the order.
-MAX_ORDER_ID: int = contracts.schema("CreateOrderRequest")["properties"]["orderId"]["maximum"]
 ANSWER_WITHIN_S = 1.0  # an HTTP request waits this long for the database, then gets 503
 
 
