@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from cloudevents.core.bindings.kafka import KafkaMessage
@@ -14,18 +13,10 @@ from cloudevents.core.bindings.kafka import KafkaMessage
 from eventbus import outbox
 from eventbus.settings import Settings
 from eventbus.store import open_store
+from tests.conftest import within
 
 ROOT = Path(__file__).resolve().parent.parent
 SILENCE_GIVEN_UP_WITHIN_S = 15  # the longest silence a claim survives is 6 s on either store
-
-
-def wait_for(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def test_a_holder_that_stops_asking_loses_the_claim_to_a_live_process(store_settings):
@@ -33,7 +24,7 @@ def test_a_holder_that_stops_asking_loses_the_claim_to_a_live_process(store_sett
     silent, live = (store.claim("relay") for store in stores)
     assert silent.held()
     assert not live.held()
-    assert wait_for(live.held, SILENCE_GIVEN_UP_WITHIN_S)
+    assert within(SILENCE_GIVEN_UP_WITHIN_S, live.held)
     assert not silent.held()
     live.release()
     for store in stores:
@@ -71,7 +62,7 @@ def test_a_paused_holder_loses_the_claim_and_learns_it_when_it_wakes(store_setti
         store = open_store(store_settings)
         live = store.claim("relay")
         holder.send_signal(signal.SIGSTOP)
-        assert wait_for(live.held, SILENCE_GIVEN_UP_WITHIN_S)
+        assert within(SILENCE_GIVEN_UP_WITHIN_S, live.held)
         holder.send_signal(signal.SIGCONT)
         said = holder.stdout.read().split("\n")
         assert "lost" in said  # on waking it learns, in its first asking, that it no longer holds it
@@ -92,7 +83,7 @@ def test_a_relay_that_cannot_reach_kafka_lets_another_replica_publish(store, tmp
     failing.start()
     other = store.claim("outbox-relay")
     try:
-        assert wait_for(other.held, 3)  # its lease or lock would last longer
+        assert within(3, other.held)  # its lease or lock would last longer
     finally:
         stop.set()
         failing.join(5)

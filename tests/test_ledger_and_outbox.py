@@ -15,6 +15,7 @@ from eventbus import ledger, outbox
 from eventbus.contracts import timestamp
 from eventbus.settings import Settings
 from eventbus.store import open_store, sqlite
+from tests.conftest import within
 
 
 def first_time(store, handler="billing.charge", key="1") -> bool:
@@ -127,7 +128,7 @@ def test_while_rows_keep_coming_relay_rounds_start_at_most_every_hold_the_pacer_
             outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=str(n).encode(), value=b"{}"))
         busy.wake()
         time.sleep(0.002)
-    assert _within(10.0, lambda: len(producer.sent) == 40)
+    assert within(10.0, lambda: len(producer.sent) == 40)
     elapsed = time.monotonic() - started
     busy._stop.set()
     assert busy.join(5)
@@ -149,7 +150,7 @@ def test_commits_never_checkpoint_and_a_background_thread_does_it(sqlite_store):
     size = sqlite_store.path.stat().st_size
     with sqlite_store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"x" * 20_000))
-    assert _within(5.0, lambda: sqlite_store.path.stat().st_size > size)
+    assert within(5.0, lambda: sqlite_store.path.stat().st_size > size)
 
 
 def test_a_wal_past_its_limit_is_emptied_even_while_writes_never_pause(sqlite_store, monkeypatch):
@@ -187,17 +188,7 @@ def test_the_checkpoint_thread_ends_with_its_store(tmp_path):
     [thread] = [thread for thread in set(threading.enumerate()) - before if thread.name == "sqlite-checkpoint"]
     del store
     gc.collect()
-    assert _within(15.0, lambda: not thread.is_alive())
-
-
-def _within(seconds: float, condition) -> bool:
-    """Poll `condition` until it holds or `seconds` pass."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    assert within(15.0, lambda: not thread.is_alive())
 
 
 def test_a_relay_that_lost_its_claim_still_marks_what_it_sent(store, tmp_path, fake_producer):
