@@ -16,7 +16,7 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--disable-timestamp --frozen-dataclasses --enum-field-as-literal all --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
-.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance multihost spec test run tail dlq kafka \
+.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance multihost spec test run tail dlq redrive rebuild kafka \
 	clean lock up down logs compose-test browser-test bench bench-smoke soak
 
 help: ## List the targets
@@ -124,6 +124,10 @@ compose-test: $(INSTALLED) ## Run docker-compose.yml for real (engine and images
 
 dlq: $(INSTALLED) ## List the dead letters: who set each aside, why, from where (SERVICE=billing REASON=contract JSON=1)
 	$(BIN)/python -m devstack.dlq $(if $(SERVICE),--service $(SERVICE)) $(if $(REASON),--reason '$(REASON)') $(if $(filter 1,$(JSON)),--json)
+
+redrive: $(INSTALLED) ## Send dead letters back to the service that set each aside, once (ALL=1, or SERVICE= REASON= OFFSETS=0@3,0@5)
+	$(BIN)/python -m devstack.redrive $(if $(filter 1,$(ALL)),--all) $(if $(SERVICE),--service $(SERVICE)) \
+	$(if $(REASON),--reason '$(REASON)') $(if $(OFFSETS),--offsets '$(OFFSETS)')
 
 kafka: $(INSTALLED) ## Only download the Kafka broker jars from Maven Central
 	$(BIN)/python -m devstack fetch

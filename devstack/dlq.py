@@ -1,22 +1,24 @@
-"""`make dlq`: the dead letters on orders.events.dlq, one line each: when, which
-service set it aside and why, where it came from (topic, partition, offset),
-its event type and order, and the first bytes of what it carried.
+"""`make dlq`: the dead letters on orders.events.dlq, one line each: where it is
+on that topic, when it got there, which service set it aside and why, where it
+came from (topic, partition, offset), its event type and order, the first
+bytes of what it carried, and whether `make redrive` has sent it back.
 
     python -m devstack.dlq [--service billing] [--reason contract] [--json]
 
-It reads the dead-letter topic as a bystander (see devstack.topic) from its
-start up to its end as of now, then stops: a listing, not a tail.
+It reads the topics as a bystander (see devstack.topic) from their start up to
+their end as of now, then stops: a listing, not a tail.
 """
 
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import KafkaException, Message
 
-from devstack.topic import Seen, arrived, end_offsets, reader, seen
+from devstack.topic import Seen, read_to_end, reader, seen
+from eventbus.consumer import REDRIVE_OF
 from eventbus.settings import Settings
 
 PAYLOAD_SHOWN = 60  # characters of the payload a line shows
@@ -36,6 +38,7 @@ class DeadLetter:
     payload: str  # its first PAYLOAD_SHOWN characters
     dlq_partition: int  # where it is on the dead-letter topic
     dlq_offset: int
+    sent_back: bool = False  # by make redrive
 
     @classmethod
     def of(cls, message: Seen) -> "DeadLetter":
@@ -54,6 +57,11 @@ class DeadLetter:
             dlq_offset=message.offset,
         )
 
+    @property
+    def place(self) -> str:
+        """Where it is on the dead-letter topic, as `make redrive OFFSETS=` takes it: partition@offset."""
+        return f"{self.dlq_partition}@{self.dlq_offset}"
+
 
 @dataclass(frozen=True)
 class Filter:
@@ -71,32 +79,35 @@ class Filter:
 def line(letter: DeadLetter) -> str:
     came_from = f"{letter.topic}[{letter.partition}]@{letter.offset}"
     return (
-        f"{letter.at}  {letter.service:<13} {letter.type or '(no type)':<16} order {letter.order or '-':<6} "
-        f"from {came_from}  reason: {letter.reason}  payload: {letter.payload!r}"
+        f"{letter.place:<6} {letter.at}  {letter.service:<13} {letter.type or '(no type)':<16} "
+        f"order {letter.order or '-':<6} from {came_from}{'  (sent back)' * letter.sent_back}  "
+        f"reason: {letter.reason}  payload: {letter.payload!r}"
     )
 
 
-def read_all(consumer: Consumer, ends: dict[tuple[str, int], int]) -> list[Seen]:
-    """Every message up to `ends` (each partition's end offset as of the start)."""
-    left = {partition: end for partition, end in ends.items() if end > 0}
-    found: list[Seen] = []
-    while left:
-        batch = arrived(consumer, ANSWER_S)
-        if not batch:
-            raise KafkaException(f"the dead-letter topic stopped answering with {sum(left.values())} left to read")
-        for message in map(seen, batch):
-            found.append(message)
-            if message.offset + 1 >= left.get((message.topic, message.partition), 0):
-                left.pop((message.topic, message.partition), None)
-    return sorted(found, key=lambda message: (message.timestamp, message.partition, message.offset))
-
-
-def dead_letters(bootstrap_servers: str, topic: str) -> list[DeadLetter]:
+def read_from_start(bootstrap_servers: str, topic: str) -> list[Message]:
+    """Every message on `topic` as of now, oldest first."""
     consumer = reader(bootstrap_servers, (topic,), from_beginning=True, timeout=ANSWER_S)
     try:
-        return [DeadLetter.of(message) for message in read_all(consumer, end_offsets(consumer, consumer.assignment()))]
+        found = read_to_end(consumer, ANSWER_S)
     finally:
         consumer.close()
+    return sorted(found, key=lambda record: (record.timestamp()[1], record.partition(), record.offset()))
+
+
+def sent_back(bootstrap_servers: str, redrive_topic: str) -> set[str]:
+    """The places of the dead letters sent back (see DeadLetter.place), from their ledger (see devstack.redrive)."""
+    return {seen(record).headers.get(REDRIVE_OF) for record in read_from_start(bootstrap_servers, redrive_topic)}
+
+
+def dead_letters(settings: Settings) -> list[tuple[DeadLetter, Message]]:
+    """Every dead letter as of now, oldest first, each with the message it is."""
+    back = sent_back(settings.bootstrap_servers, settings.redrive_topic)
+    letters = []
+    for record in read_from_start(settings.bootstrap_servers, settings.dead_letter_topic):
+        letter = DeadLetter.of(seen(record))
+        letters.append((replace(letter, sent_back=letter.place in back), record))
+    return letters
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,10 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reason", help="whose reason contains this text (any case)")
     parser.add_argument("--json", action="store_true", help="one JSON array, for scripts")
     args = parser.parse_args(argv)
+    settings = replace(defaults, bootstrap_servers=args.bootstrap_servers)
     try:
-        letters = dead_letters(args.bootstrap_servers, defaults.dead_letter_topic)
+        letters = [letter for letter, _ in dead_letters(settings)]
     except KafkaException as error:
-        print(f"dlq: cannot read {defaults.dead_letter_topic} on {args.bootstrap_servers}: {error}", file=sys.stderr)
+        print(f"dlq: cannot read {settings.dead_letter_topic} on {args.bootstrap_servers}: {error}", file=sys.stderr)
         return 1
     wanted = [letter for letter in letters if Filter(args.service, args.reason).wants(letter)]
     if args.json:
@@ -118,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for letter in wanted:
         print(line(letter))
-    print(f"{len(wanted)} of {len(letters)} dead letters on {defaults.dead_letter_topic}")
+    back = sum(letter.sent_back for letter in wanted)
+    print(
+        f"{len(wanted)} of {len(letters)} dead letters on {settings.dead_letter_topic}"
+        f"{f', {back} of them sent back' if back else ''}; make redrive sends them back"
+    )
     return 0
 
 

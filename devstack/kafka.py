@@ -139,6 +139,10 @@ class Broker:
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 f"log.dirs={data}",
                 "auto.create.topics.enable=false",
+                # Every record is kept (not 7 days): the order page's read model is rebuilt
+                # from orders.events (make rebuild), a dead letter waits until it is sent back
+                # (make redrive), and what was sent back is how a second redrive knows.
+                "log.retention.ms=-1",
                 "offsets.topic.replication.factor=1",
                 "offsets.topic.num.partitions=5",
                 "transaction.state.log.replication.factor=1",

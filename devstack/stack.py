@@ -250,7 +250,7 @@ class Stack:
         return f"Zipkin {zipkin.VERSION} on {self.zipkin.url}, the services send it their spans"
 
     def _create_topics(self) -> str:
-        topics = {"orders.events": self.config.partitions, "orders.events.dlq": 1}
+        topics = {"orders.events": self.config.partitions, "orders.events.dlq": 1, "orders.events.redrive": 1}
         created = self.broker.ensure_topics(topics)
         if not created:
             return f"{' and '.join(topics)} already there"

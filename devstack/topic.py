@@ -6,7 +6,7 @@ this way."""
 import json
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from devstack.kafka import client
 from eventbus import tracing
@@ -72,8 +72,11 @@ def seen(record: Message) -> Seen:
 
 def bystander(bootstrap_servers: str) -> Consumer:
     """A consumer to assign partitions to. librdkafka wants a group.id all the
-    same; with assign() and nothing committed, the group is never joined."""
-    return Consumer(client(bootstrap_servers) | {"group.id": "bystander", "enable.auto.commit": False})
+    same; with assign() and nothing committed, the group is never joined. It
+    says when it reaches the end of a partition (see read_to_end)."""
+    return Consumer(
+        client(bootstrap_servers) | {"group.id": "bystander", "enable.auto.commit": False, "enable.partition.eof": True}
+    )
 
 
 def partitions(consumer: Consumer, topics: tuple[str, ...], timeout: float = TIMEOUT_S) -> list[TopicPartition]:
@@ -98,6 +101,26 @@ def arrived(consumer: Consumer, timeout: float) -> list[Message]:
     first = consumer.poll(timeout)
     records = [first, *consumer.consume(BATCH, 0)] if first is not None else []
     return [record for record in records if record.error() is None]
+
+
+def read_to_end(consumer: Consumer, timeout: float = TIMEOUT_S) -> list[Message]:
+    """Every message from where the consumer's partitions are assigned to where
+    each one ends, then stop. The end is where the client says it reached it,
+    not the last message's offset: a transaction's commit marker takes an
+    offset too, and no message has it."""
+    left = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+    found: list[Message] = []
+    while left:
+        first = consumer.poll(timeout)
+        if first is None:
+            raise KafkaException(f"{', '.join(sorted({topic for topic, _ in left}))} stopped answering")
+        for record in [first, *consumer.consume(BATCH, 0)]:
+            where = (record.topic(), record.partition())
+            if record.error() is None:
+                found.append(record)
+            elif record.error().code() == KafkaError._PARTITION_EOF:
+                left.discard(where)
+    return found
 
 
 def reader(

@@ -22,6 +22,7 @@ from eventbus.store import Store, StoreUnavailable, Transaction
 
 log = logging.getLogger(__name__)
 FIRST_BACKOFF, MAX_BACKOFF = 0.05, 10.0  # seconds
+REDRIVE_OF = "redrive_of"  # a dead letter sent back (make redrive): for the service in its dlq_service alone
 
 
 class Rejected(Exception):
@@ -171,8 +172,12 @@ class ConsumerLoop:
         return "handled"
 
     def _not_for_us(self, record: Message) -> bool:
-        """An event of ours that this service does not handle: skipped before decoding."""
-        event_type = next((value for name, value in record.headers() or [] if name == "ce_type"), None)
+        """An event of ours that this service does not handle, or a dead letter
+        sent back to another service: skipped before decoding."""
+        headers = dict(record.headers() or [])
+        if REDRIVE_OF in headers and headers.get("dlq_service") != self._settings.service.encode():
+            return True
+        event_type = headers.get("ce_type")
         known = event_type and EVENT_TYPES.get(event_type.decode(errors="replace"))
         return bool(known) and known not in self._handlers
 

@@ -165,6 +165,7 @@ class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "orders.events"
     dead_letter_topic: str = "orders.events.dlq"
+    redrive_topic: str = "orders.events.redrive"  # which dead letters make redrive sent back: its ledger
     data_dir: Path = Path(".run/data")
     database_url: str | None = None  # PostgreSQL; SQLite files in data_dir when None
     log_level: str = "INFO"
@@ -184,6 +185,7 @@ class Settings:
             bootstrap_servers=env.servers("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
             topic=env.text("EVENTS_TOPIC", cls.topic, NAME, topic),
             dead_letter_topic=env.text("DEAD_LETTER_TOPIC", cls.dead_letter_topic, NAME, topic),
+            redrive_topic=env.text("REDRIVE_TOPIC", cls.redrive_topic, NAME, topic),
             data_dir=env.folder("DATA_DIR", str(cls.data_dir)),
             database_url=env.database_url("DATABASE_URL"),
             log_level=env.choice("LOG_LEVEL", cls.log_level, LOG_LEVELS),

@@ -221,6 +221,7 @@ class FakeConsumer:
         self.seeks: list[tuple[int, int]] = []  # (partition, offset)
         self.waits: list[float] = []  # each poll()'s and consume()'s timeout
         self.on_commit = lambda: None
+        self.assigned: list[TopicPartition] = []
 
     def poll(self, timeout: float = -1) -> Message | None:
         self.waits.append(timeout)
@@ -243,7 +244,7 @@ class FakeConsumer:
         self.seeks.append((partition.partition, partition.offset))
 
     def assignment(self) -> list[TopicPartition]:
-        return []
+        return self.assigned
 
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         return partitions

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from eventbus.consumer import Rejected
 from eventbus.settings import Env
 from generated.order_cancelled import OrderCancelled
 from generated.order_created import OrderCreated
@@ -44,6 +45,13 @@ def test_the_briefs_example_order_costs_100():
 def test_prices_are_read_from_unit_price_and_item_equals_price_pairs():
     _, prices, _ = read_settings(Env({"UNIT_PRICE": "90", "ITEM_PRICES": "2=150, 7=250"}))
     assert (prices.unit_price(2), prices.unit_price(7), prices.unit_price(3)) == (150, 250, 90)
+
+
+def test_with_only_priced_items_an_item_without_a_price_is_rejected_naming_it():
+    _, prices, _ = read_settings(Env({"ONLY_PRICED_ITEMS": "1", "ITEM_PRICES": "2=150"}))
+    assert capture_payment(order(item_id=2), prices, NOW).amount == 150
+    with pytest.raises(Rejected, match="item 9 has no price"):
+        capture_payment(order(item_id=9), prices, NOW)
 
 
 def test_no_overrides_means_the_default_price_for_every_item():

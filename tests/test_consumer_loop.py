@@ -5,6 +5,7 @@ import json
 from dataclasses import asdict
 
 import pytest
+from confluent_kafka import Message
 
 from eventbus import ledger
 from eventbus.consumer import ConsumerLoop, Handler, Rejected
@@ -158,3 +159,36 @@ def test_an_event_the_service_does_not_handle_is_skipped_and_committed(run, fake
     run(consumer, Handler(charge))
     assert outbox_rows() == []
     assert consumer.commits == [(0, 8)]
+
+
+def sent_back(to: str, offset: int, message=SEALED, value: bytes | None = None) -> Message:
+    """A dead letter `make redrive` sent back to service `to`."""
+    headers = message.headers | {"dlq_service": to.encode(), "dlq_reason": b"before", "redrive_of": b"0@9"}
+    return Message(
+        topic=SETTINGS.topic,
+        partition=0,
+        offset=offset,
+        key=message.key,
+        value=message.value if value is None else value,
+        headers=list(headers.items()),
+    )
+
+
+def test_a_dead_letter_sent_back_is_handled_by_the_service_that_set_it_aside_alone(run, fake_consumer, outbox_rows):
+    consumer = fake_consumer([sent_back("billing", 0), sent_back("test", 1)])
+    run(consumer, Handler(charge))
+    [row] = outbox_rows()
+    assert row["headers"]["ce_type"] == b"PaymentCaptured"
+    assert consumer.commits == [(0, 2)]
+
+
+def test_a_dead_letter_sent_back_that_fails_again_is_a_new_dead_letter_with_its_new_reason(
+    run, fake_consumer, outbox_rows
+):
+    consumer = fake_consumer([sent_back("test", 4, value=b"\x00still garbage")])
+    run(consumer, Handler(charge))
+    [row] = outbox_rows()
+    assert row["topic"] == "orders.events.dlq"
+    assert row["headers"]["dlq_reason"] != b"before"
+    assert (row["headers"]["dlq_topic"], row["headers"]["dlq_offset"]) == (b"orders.events", b"4")
+    assert row["headers"]["redrive_of"] == b"0@9"  # which dead letter it was a copy of

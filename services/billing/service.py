@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from eventbus.consumer import Handler
+from eventbus.consumer import Handler, Rejected
 from eventbus.contracts import timestamp
 from eventbus.service import Service
 from eventbus.settings import Env, Settings, checked
@@ -31,17 +31,23 @@ CREDIT_LIMIT = 50_000  # minor units
 
 @dataclass(frozen=True)
 class PriceTable:
-    """Unit prices in minor currency units: one default, overridden per item."""
+    """Unit prices in minor currency units: one default, overridden per item.
+    With no default, only the items listed have a price."""
 
-    default: int = 100
+    default: int | None = 100
     by_item: dict[int, int] = field(default_factory=dict)
 
-    def unit_price(self, item_id: int) -> int:
+    def unit_price(self, item_id: int) -> int | None:
         return self.by_item.get(item_id, self.default)
 
 
 def capture_payment(order: OrderCreated, prices: PriceTable, now: str) -> PaymentCaptured:
-    return PaymentCaptured(orderId=order.orderId, amount=prices.unit_price(order.itemId) * order.qty, ts=now)
+    """The charge for the order; Rejected (it is set aside, to be sent back once
+    the item has a price: make redrive) for an item without a price."""
+    unit_price = prices.unit_price(order.itemId)
+    if unit_price is None:
+        raise Rejected(f"item {order.itemId} has no price: ITEM_PRICES lists none for it and ONLY_PRICED_ITEMS=1")
+    return PaymentCaptured(orderId=order.orderId, amount=unit_price * order.qty, ts=now)
 
 
 def decide_payment(
@@ -123,8 +129,12 @@ def handlers(
 
 
 def read_settings(env: Env) -> tuple[Settings, PriceTable, int]:
+    unit_price = env.whole("UNIT_PRICE", 100, expected="a whole number of minor units")
+    only_listed = (
+        env.whole("ONLY_PRICED_ITEMS", 0, 0, 1, "1 (an item ITEM_PRICES does not list has no price) or 0") == 1
+    )
     prices = PriceTable(
-        env.whole("UNIT_PRICE", 100, expected="a whole number of minor units"),
+        None if only_listed else unit_price,
         env.whole_pairs("ITEM_PRICES", "itemId=unit price pairs separated by commas, such as '2=150,7=250'"),
     )
     credit_limit = env.whole("CREDIT_LIMIT", CREDIT_LIMIT, expected="a whole number of minor units")
