@@ -129,6 +129,9 @@ redrive: $(INSTALLED) ## Send dead letters back to the service that set each asi
 	$(BIN)/python -m devstack.redrive $(if $(filter 1,$(ALL)),--all) $(if $(SERVICE),--service $(SERVICE)) \
 	$(if $(REASON),--reason '$(REASON)') $(if $(OFFSETS),--offsets '$(OFFSETS)')
 
+rebuild: $(INSTALLED) ## Rebuild the order page's read model from orders.events while the stack runs, then switch to it
+	$(BIN)/python -m devstack rebuild
+
 kafka: $(INSTALLED) ## Only download the Kafka broker jars from Maven Central
 	$(BIN)/python -m devstack fetch
 

@@ -175,7 +175,7 @@ class ConsumerLoop:
         """An event of ours that this service does not handle, or a dead letter
         sent back to another service: skipped before decoding."""
         headers = dict(record.headers() or [])
-        if REDRIVE_OF in headers and headers.get("dlq_service") != self._settings.service.encode():
+        if sent_back_to_another(headers, self._settings.service):
             return True
         event_type = headers.get("ce_type")
         known = event_type and EVENT_TYPES.get(event_type.decode(errors="replace"))
@@ -206,6 +206,11 @@ class ConsumerLoop:
         message = KafkaMessage(headers=headers, key=record.key(), value=record.value() or b"")
         outbox.add(tx, self._settings.dead_letter_topic, message)
         self._queued = True
+
+
+def sent_back_to_another(headers: dict[str, bytes], service: str) -> bool:
+    """A dead letter make redrive sent back, to the service that set it aside: not `service`."""
+    return REDRIVE_OF in headers and headers.get("dlq_service") != service.encode()
 
 
 def _where(record: Message) -> str:

@@ -8,8 +8,9 @@ kafka-python, whose every fetch and send cost a few milliseconds of Python.
 
 import logging
 import time
+from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from eventbus.pacing import Pacer
 from eventbus.settings import Settings
@@ -70,6 +71,54 @@ def make_consumer(settings: Settings, group: str, relaxed: bool = False) -> Cons
     consumer = Consumer(config | (RELAXED if relaxed else {}))
     consumer.subscribe([settings.topic])
     return consumer
+
+
+def make_reader(settings: Settings, topic: str, timeout: float = 10.0) -> Consumer:
+    """A consumer of every partition of `topic` from its start, outside any
+    group: it commits nothing, and no service's share of the work changes."""
+    consumer = Consumer(
+        CLIENT
+        | {"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{settings.service}.reader"}
+        | {"enable.auto.commit": False, "enable.partition.eof": True}
+        # A fetch held open at the broker would hold up the ListOffsets behind it (see ends) for as long.
+        | {"fetch.wait.max.ms": 10}
+    )
+    partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in sorted(partitions)])
+    return consumer
+
+
+def ends(consumer: Consumer, timeout: float = 10.0) -> dict[Partition, int]:
+    """Where each assigned partition ends now, as the broker says (not as last fetched)."""
+    return {
+        (tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)[1]
+        for tp in consumer.assignment()
+    }
+
+
+def read_until(
+    consumer: Consumer, until: dict[Partition, int], each: Callable[[Message], None], timeout: float = 10.0
+) -> int:
+    """Hand `each` every record up to `until` (see ends); returns how many. A
+    partition is done when the client's position reaches its end, not at a
+    record's offset: a transaction's commit marker takes an offset too."""
+    count = 0
+    while not _reached(consumer, until):
+        record = consumer.poll(timeout)
+        if record is None:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"nothing read for {timeout:g} s"))
+        if record.error() is None:
+            each(record)
+            count += 1
+        elif record.error().code() != KafkaError._PARTITION_EOF:
+            _report(record.error())
+    return count
+
+
+def _reached(consumer: Consumer, until: dict[Partition, int]) -> bool:
+    """Whether the consumer's position is at `until` on every partition (an empty one is reached at once)."""
+    asked = [TopicPartition(topic, partition) for (topic, partition), end in until.items() if end > 0]
+    return all(tp.offset >= until[tp.topic, tp.partition] for tp in consumer.position(asked))
 
 
 class Poller:

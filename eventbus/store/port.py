@@ -34,6 +34,9 @@ class Transaction(Protocol):
     def notify(self, channel: str) -> None:
         """Tell listeners of `channel` in other processes once this transaction commits."""
 
+    def hold(self, *tables: str) -> None:
+        """No other transaction writes to `tables` until this one ends."""
+
 
 class Claim(Protocol):
     """Who, among the processes sharing a store, does one job (publishing the outbox)."""

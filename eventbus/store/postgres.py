@@ -90,6 +90,11 @@ class PostgresTransaction:
     def notify(self, channel: str) -> None:
         self._channels.add(channel)
 
+    def hold(self, *tables: str) -> None:
+        """Reads go on; writes to them wait for this transaction, and so does another hold."""
+        quoted = ", ".join(f'"{table}"' for table in tables)
+        self.execute(f"LOCK TABLE {quoted} IN SHARE ROW EXCLUSIVE MODE")
+
     def send_notifications(self) -> None:
         """NOTIFY is delivered at commit, and only once per channel per transaction."""
         for channel in self._channels:

@@ -53,6 +53,9 @@ class SqliteTransaction:
     def notify(self, channel: str) -> None:
         """Nothing to do: the processes sharing a SQLite file poll it."""
 
+    def hold(self, *tables: str) -> None:
+        """Nothing to do: a write transaction holds the whole file already (BEGIN IMMEDIATE)."""
+
 
 class SqliteStore:
     def __init__(self, path: Path):

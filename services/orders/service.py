@@ -74,18 +74,29 @@ def create_tables(store: Store) -> None:
     store.create_table(
         "orders", {"orderId": int, "userId": int, "itemId": int, "qty": int, "ts": str, "payload": str}, pk="orderId"
     )
-    store.create_table(
-        "chain",
-        {"orderId": int, "created": str, "paid": str, "amount": int, "emailed": str, "to": str, "trace": str},
-        pk="orderId",
-    )
     store.create_table("sequence", {"name": str, "last": int}, pk="name")
     store.create_table("cancellations", {"orderId": int, "reason": str, "cancelledAt": str}, pk="orderId")
-    store.create_table(
-        "saga",
-        {"orderId": int, "declined": str, "refunded": str, "refund": int, "cancelEmailed": str, "refundEmailed": str},
-        pk="orderId",
-    )
+    create_read_model(store)
+
+
+# The read model: how far along its chain, and its saga, each order is, as
+# followed from the events on the topic (see track); make rebuild rebuilds it.
+READ_MODEL = {
+    "chain": {"orderId": int, "created": str, "paid": str, "amount": int, "emailed": str, "to": str, "trace": str},
+    "saga": {
+        "orderId": int,
+        "declined": str,
+        "refunded": str,
+        "refund": int,
+        "cancelEmailed": str,
+        "refundEmailed": str,
+    },
+}
+
+
+def create_read_model(store: Store) -> None:
+    for table, columns in READ_MODEL.items():
+        store.create_table(table, columns, pk="orderId")
 
 
 def place_order(
@@ -268,9 +279,13 @@ def cancel_declined(declined: PaymentDeclined, tx: Transaction) -> list[OrderCan
     return [cancelled] if cancelled else []
 
 
+FOLLOWED = {  # what the read model follows, and how: all of it is rebuilt from the topic
+    **{event_type: track for event_type in (OrderCreated, PaymentCaptured, EmailSent)},
+    PaymentRefunded: track_saga,
+    PaymentDeclined: track_saga,
+}
 HANDLERS = {
-    **{event_type: Handler(track) for event_type in (OrderCreated, PaymentCaptured, EmailSent)},
-    PaymentRefunded: Handler(track_saga),
+    **{event_type: Handler(follow) for event_type, follow in FOLLOWED.items()},
     PaymentDeclined: Handler(
         cancel_declined, once_per=lambda declined: declined.orderId, ledger_name="orders.cancel_declined"
     ),
