@@ -7,6 +7,7 @@ kafka-python, whose every fetch and send cost a few milliseconds of Python.
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -119,6 +120,52 @@ def _reached(consumer: Consumer, until: dict[Partition, int]) -> bool:
     """Whether the consumer's position is at `until` on every partition (an empty one is reached at once)."""
     asked = [TopicPartition(topic, partition) for (topic, partition), end in until.items() if end > 0]
     return all(tp.offset >= until[tp.topic, tp.partition] for tp in consumer.position(asked))
+
+
+class TopicSize:
+    """How many records a topic holds (each partition's end less its start), asked
+    of the broker at most every `fresh_for_s`, however often it is called: the
+    order page asks every second. Raises KafkaException while Kafka does not answer."""
+
+    def __init__(self, settings: Settings, topic: str, fresh_for_s: float = 2.0, timeout: float = 1.0):
+        self._config = CLIENT | {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"{settings.service}.size",
+        }
+        self._topic = topic
+        self._fresh_for_s = fresh_for_s
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._consumer: Consumer | None = None
+        self._answer: tuple[float, int | KafkaException] = (-fresh_for_s, 0)
+
+    def __call__(self) -> int:
+        with self._lock:
+            asked_at, answer = self._answer
+            if time.monotonic() - asked_at >= self._fresh_for_s:
+                answer = self._ask()
+                self._answer = (time.monotonic(), answer)
+        if isinstance(answer, KafkaException):
+            raise answer
+        return answer
+
+    def _ask(self) -> int | KafkaException:
+        self._consumer = self._consumer or Consumer(self._config | {"enable.auto.commit": False})
+        try:
+            partitions = self._consumer.list_topics(self._topic, timeout=self._timeout).topics[self._topic].partitions
+            return sum(
+                end - start
+                for start, end in (
+                    self._consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=self._timeout)
+                    for p in partitions
+                )
+            )
+        except KafkaException as error:
+            return error
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
 
 
 class Poller:

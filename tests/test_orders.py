@@ -8,6 +8,7 @@ from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from invented import field_not_in
 from opentelemetry.trace import SpanKind
 
@@ -656,3 +657,18 @@ def test_a_cancel_runs_in_the_callers_trace(call):
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     call(app, "POST", "/orders/1/cancel", headers={"traceparent": traceparent})
     assert traces == ["0af7651916cd43dd8448eb211c80319c"]
+
+
+def test_the_dead_letters_are_counted_for_the_page(call):
+    app = make_app(place=None, find=dict().get, max_body_bytes=200, dead_letters=lambda: 4)
+    assert call(app, "GET", "/dead-letters").json == {"count": 4}
+
+
+def test_the_dead_letters_count_answers_503_naming_kafka_while_it_does_not_answer(call):
+    def silent():
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "connection refused"))
+
+    response = call(
+        make_app(place=None, find=dict().get, max_body_bytes=200, dead_letters=silent), "GET", "/dead-letters"
+    )
+    assert response.status == 503 and "Kafka does not answer (connection refused)" in response.json["error"]

@@ -1,6 +1,7 @@
 """The orders HTTP API (bottle): POST /orders, GET /orders/<id>, POST
 /orders/<id>/cancel, GET /orders (the latest, with their timelines), GET
-/health, GET /metrics (Prometheus) and the order page at /. Each request gets
+/dead-letters (how many), GET /health, GET /metrics (Prometheus) and the order
+page at /. Each request gets
 a span and a duration.
 
 Errors are JSON that names the problem; no stack trace ever reaches a client.
@@ -17,6 +18,7 @@ from functools import wraps
 from pathlib import Path
 
 import bottle
+from confluent_kafka import KafkaException
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate_latest
 
 from eventbus import contracts, tracing
@@ -54,6 +56,7 @@ def make_app(
     pending: Callable[[], int] = lambda: 0,
     latest: Callable[[int], list[dict]] = lambda limit: [],
     cancel: Callable[[int], tuple[str, dict | None]] = lambda order_id: ("unknown", None),
+    dead_letters: Callable[[], int] = lambda: 0,
     trace_view: str | None = None,
 ):
     """The WSGI app. `trace_view`: the address of a trace in a trace viewer,
@@ -106,6 +109,14 @@ def make_app(
                 trace_view.replace("{traceId}", order["traceId"]) if trace_view and order["traceId"] else None
             )
         return {"orders": orders}
+
+    @app.get("/dead-letters")
+    def count_dead_letters():
+        """How many messages the services set aside, for the page; 503 while Kafka does not answer."""
+        try:
+            return {"count": dead_letters()}
+        except KafkaException as error:
+            return _error(503, f"Kafka does not answer ({error.args[0].str() if error.args else error})")
 
     @app.get("/")
     def page():

@@ -84,9 +84,8 @@ class Rebuild:
         consumer = make_reader(self.settings, self.settings.topic)
         try:
             first = ends(consumer)
-            self.say(
-                f"rebuild: reading {self.settings.topic} from its start ({len(first)} partitions) into a fresh read model"
-            )
+            topic = self.settings.topic
+            self.say(f"rebuild: reading {topic} from its start ({len(first)} partitions) into a fresh read model")
             self._catch_up(consumer, fresh, first)
             self._catch_up(consumer, fresh, ends(consumer))  # what came meanwhile, before holding anything up
             return self._switch(consumer, fresh, live)

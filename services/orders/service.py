@@ -17,6 +17,7 @@ import waitress
 from eventbus import contracts, outbox, tracing
 from eventbus.consumer import Handler
 from eventbus.contracts import timestamp
+from eventbus.kafka import TopicSize
 from eventbus.service import Service
 from eventbus.settings import HOST, IPV6, URL, Env, Settings, checked, listening
 from eventbus.store import Store, StoreUnavailable, Transaction
@@ -335,10 +336,14 @@ def answering_within(seconds: float, workers: int) -> Callable:
 
 
 def make_orders_app(
-    service: Service, max_body_bytes: int, trace_view: str | None = None, answer_within_s: float = ANSWER_WITHIN_S
+    service: Service,
+    max_body_bytes: int,
+    trace_view: str | None = None,
+    answer_within_s: float = ANSWER_WITHIN_S,
+    dead_letters: Callable[[], int] = lambda: 0,
 ):
     """The HTTP API over the service's store and outbox, each call given up
-    after `answer_within_s` (see answering_within)."""
+    after `answer_within_s` (see answering_within); `dead_letters` counts them."""
     within = answering_within(answer_within_s, workers=8)
     return make_app(
         place=lambda request: within(lambda deadline: place_order(service, request, deadline=deadline)),
@@ -346,6 +351,7 @@ def make_orders_app(
         latest=lambda limit: within(lambda deadline: latest_orders(service, limit)),
         cancel=lambda order_id: within(lambda deadline: cancel_order(service, order_id)),
         pending=lambda: within(lambda deadline: outbox.pending(service.store)),
+        dead_letters=dead_letters,
         max_body_bytes=max_body_bytes,
         trace_view=trace_view,
     )
@@ -356,7 +362,13 @@ def main() -> None:
     service = Service(settings, HANDLERS, create_tables, relaxed=True)  # following the chain is for the page
     # A link to a trace whose spans never left this process would lead nowhere.
     trace_view = http.trace_view if service.exports_traces else None
-    app = make_orders_app(service, http.max_body_bytes, trace_view)
+    dead_letters = TopicSize(settings, settings.dead_letter_topic)
+    app = make_orders_app(service, http.max_body_bytes, trace_view, dead_letters=dead_letters)
     with listening("HTTP_PORT", http.port):
         server = waitress.create_server(app, host=http.host, port=http.port, threads=4, ident="orders")
-    service.run(serve=server.run, close=server.close)
+
+    def close() -> None:
+        server.close()
+        dead_letters.close()
+
+    service.run(serve=server.run, close=close)

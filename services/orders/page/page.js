@@ -83,6 +83,17 @@ async function refresh() {
   }
 }
 
+async function countDeadLetters() {
+  const shown = document.getElementById("dead-letters");
+  try {
+    const response = await fetch("/dead-letters", { cache: "no-store" });
+    const answer = readJson(await response.text());
+    shown.textContent = response.ok ? String(answer.count) : `unknown (${answer.error})`;
+  } catch (error) {
+    shown.textContent = `unknown (orders is not answering: ${error.message})`;
+  }
+}
+
 async function placeOrder(event) {
   event.preventDefault();
   const form = event.target;
@@ -120,3 +131,5 @@ async function cancelOrder(orderId) {
 document.getElementById("order-form").addEventListener("submit", placeOrder);
 refresh();
 setInterval(refresh, 1000);
+countDeadLetters();
+setInterval(countDeadLetters, 2000);
