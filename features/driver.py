@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from confluent_kafka import KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from devstack.kafka import client
-from devstack.topic import TOPICS, Partition, Seen, arrived, bystander, end_offsets, partitions, reader, seen
+from devstack.topic import BATCH, TOPICS, Partition, Seen, bystander, end_offsets, partitions, reader, seen
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -76,13 +76,21 @@ class TopicWatcher:
         self._thread.start()
 
     def _read(self) -> None:
+        """A partition is read up to where the client says it reached its end, or
+        past its last message: a transaction's commit marker takes an offset too."""
         while not self._stop.is_set():
-            records = arrived(self._consumer, 0.2)
+            first = self._consumer.poll(0.2)
+            records = [first, *self._consumer.consume(BATCH, 0)] if first is not None else []
             with self._lock:
-                for message in map(seen, records):
-                    self._all.append(message)
-                    self._by_key[message.key].append(message)
-                    self._next_offset[message.topic, message.partition] = message.offset + 1
+                for record in records:
+                    where = (record.topic(), record.partition())
+                    if record.error() is None:
+                        message = seen(record)
+                        self._all.append(message)
+                        self._by_key[message.key].append(message)
+                        self._next_offset[where] = message.offset + 1
+                    elif record.error().code() == KafkaError._PARTITION_EOF:
+                        self._next_offset[where] = max(self._next_offset.get(where, 0), record.offset())
 
     def close(self) -> None:
         self._stop.set()
@@ -206,6 +214,10 @@ class Driver:
     def latest_orders(self, limit: int = 10) -> Reply:
         """What the order page shows: the latest orders, newest first."""
         return self._send(urllib.request.Request(f"{self.orders_url}/orders?limit={limit}"))
+
+    def dead_letters(self) -> Reply:
+        """How many dead letters the order page shows."""
+        return self._send(urllib.request.Request(f"{self.orders_url}/dead-letters"))
 
     def health(self) -> Reply:
         return self._send(urllib.request.Request(f"{self.orders_url}/health"))
