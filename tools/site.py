@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 HOME = "README.md"
 PAGES = "docs/"
-LINK = re.compile(r"\]\(\s*<?([^)\s>]+)")  # the target of [text](target) and ![alt](target)
+LINK = re.compile(r"\]\(\s*(?:<([^>]+)>|([^)\s]+))")  # the target of [text](target), ![alt](<tar get>)
 
 
 def repository_files(root: Path) -> set[str]:
@@ -35,8 +35,8 @@ def repository_files(root: Path) -> set[str]:
 
 def links(page: str, text: str) -> Iterator[str]:
     """The repository paths that `page`'s relative links name (without their #anchor)."""
-    for target in LINK.findall(text):
-        url = urlsplit(target)
+    for bracketed, bare in LINK.findall(text):
+        url = urlsplit(bracketed or bare)
         if url.scheme or url.netloc or not url.path or url.path.startswith("/"):
             continue
         parts: list[str] = []
