@@ -40,8 +40,15 @@ generate: $(INSTALLED) ## Generate the dataclasses and the AsyncAPI document in 
 	done
 	$(BIN)/python -m tools.asyncapi generate generated/asyncapi.yaml
 
-docs: $(INSTALLED) $(NODE_INSTALLED) ## Render generated/asyncapi.yaml as build/docs/asyncapi.html (opens offline)
-	$(BIN)/python -m tools.asyncapi html build/docs/asyncapi.html
+DOCS_SRC := build/docs-src
+# The site from README.md, docs/ and the files they link to (tools/site.py lays them out), offline.
+# Not --quiet: it hides the warnings that --strict turns into errors.
+
+docs: $(INSTALLED) $(NODE_INSTALLED) ## Build the documentation site into build/site, offline; --strict: every link and anchor must resolve
+	$(BIN)/python -m tools.site $(DOCS_SRC)
+	$(BIN)/python -m tools.asyncapi html $(DOCS_SRC)/asyncapi.html
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "docs: the site is in build/site: file://$(CURDIR)/build/site/index.html"
 
 contracts-check: $(INSTALLED) ## Check every contract is compatible with each of its released versions
 	$(BIN)/python -m tools.compatibility check
@@ -84,7 +91,7 @@ browser-test: $(INSTALLED) ## Follow an order placed on the order page in headle
 	$(BIN)/python -m behave --tags=@browser features
 	$(BIN)/python -m pytest -q tests/test_asyncapi.py  # its page test needs the chromium installed above
 
-test: contracts-check lint unit acceptance multihost bench-smoke ## Run everything: contract gate, lint, unit tests, features (and on PostgreSQL), bench smoke
+test: contracts-check lint unit docs acceptance multihost bench-smoke ## Run everything: contract gate, lint, unit tests, docs site (strict), features (and on PostgreSQL), bench smoke
 
 BENCH_ARGS ?=
 BENCH_FLAGS = $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE)) \

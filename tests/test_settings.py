@@ -1,4 +1,4 @@
-"""Every setting of the README's table is checked where it is read: a bad value
+"""Every setting of the table in docs/running.md is checked where it is read: a bad value
 is one line naming the variable, the value and what is expected."""
 
 import socket
