@@ -73,7 +73,7 @@ multihost: $(INSTALLED) prometheus ## The @multihost features: replicas that sha
 
 spec: acceptance ## Run the features and write the living spec: one HTML page with each scenario's events
 
-browser-test: $(INSTALLED) ## Follow an order placed on the order page in headless Chromium (installs it if missing)
+browser-test: $(INSTALLED) prometheus ## Follow an order placed on the order page in headless Chromium (installs it if missing)
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  echo "browser-test: installing Debian's chromium and chromium-driver"; \
 	  apt-get update -qq; \
