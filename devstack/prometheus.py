@@ -16,13 +16,15 @@ from devstack import StartFailed
 
 ALERTS = Path(__file__).resolve().parents[1] / "monitoring" / "alerts.yml"
 SCRAPE_EVERY_S = 5  # graphs fill in seconds; a frozen process is seen down within one interval
-INSTALL = "make prometheus installs Debian's prometheus package, or put a Prometheus 2 on PATH"
 
 
 def binary() -> str:
     found = shutil.which("prometheus")
     if found is None:
-        raise StartFailed(f"METRICS=1 needs Prometheus, and there is no prometheus on PATH: {INSTALL}")
+        raise StartFailed(
+            "METRICS=1 needs Prometheus, and there is no prometheus on PATH:"
+            " make prometheus installs Debian's prometheus package, or put a Prometheus 2 on PATH"
+        )
     return found
 
 
