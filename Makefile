@@ -17,7 +17,7 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--formatters builtin --target-python-version 3.11
 
 .PHONY: help install generate contracts-check contracts-release docs lint unit acceptance multihost cluster spec test run tail dlq redrive rebuild kafka \
-	clean lock up down logs compose-test browser-test bench bench-smoke soak
+	clean lock up down logs compose-test browser-test bench bench-smoke soak prometheus alerts
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -40,8 +40,15 @@ generate: $(INSTALLED) ## Generate the dataclasses and the AsyncAPI document in 
 	done
 	$(BIN)/python -m tools.asyncapi generate generated/asyncapi.yaml
 
-docs: $(INSTALLED) $(NODE_INSTALLED) ## Render generated/asyncapi.yaml as build/docs/asyncapi.html (opens offline)
-	$(BIN)/python -m tools.asyncapi html build/docs/asyncapi.html
+DOCS_SRC := build/docs-src
+# The site from README.md, docs/ and the files they link to (tools/site.py lays them out), offline.
+# Not --quiet: it hides the warnings that --strict turns into errors.
+
+docs: $(INSTALLED) $(NODE_INSTALLED) ## Build the documentation site into build/site, offline; --strict: every link and anchor must resolve
+	$(BIN)/python -m tools.site $(DOCS_SRC)
+	$(BIN)/python -m tools.asyncapi html $(DOCS_SRC)/asyncapi.html
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "docs: the site is in build/site: file://$(CURDIR)/build/site/index.html"
 
 contracts-check: $(INSTALLED) ## Check every contract is compatible with each of its released versions
 	$(BIN)/python -m tools.compatibility check
@@ -59,26 +66,26 @@ unit: $(INSTALLED) $(NODE_INSTALLED) ## Run the unit tests (no broker needed)
 SPEC := .run/spec
 REPORTS := -f html-pretty -o $(SPEC)/index.html -f pretty --junit --junit-directory $(SPEC)/junit
 
-acceptance: $(INSTALLED) ## Run the behave features against a fresh local stack (or ORDERS_URL's; STORE=postgres); writes the spec report
+acceptance: $(INSTALLED) prometheus ## Run the behave features against a fresh local stack (or ORDERS_URL's; STORE=postgres); writes the spec report
 	$(BIN)/python -m devstack fetch
 	rm -rf $(SPEC) && mkdir -p $(SPEC)
 	status=0; $(BIN)/python -m behave $(REPORTS) features | tee .run/acceptance.log || status=$$?; \
 	sed -n 's/^\([0-9]*\) scenarios passed, /acceptance: \1 passed, /p' .run/acceptance.log; \
 	echo "Living spec: $(CURDIR)/$(SPEC)/index.html (JUnit XML in $(SPEC)/junit/)"; exit $$status
 
-multihost: $(INSTALLED) ## The @multihost features: replicas that share only PostgreSQL, an empty host, two orders hosts, the database killed and frozen
+multihost: $(INSTALLED) prometheus ## The @multihost features: replicas that share only PostgreSQL, an empty host, two orders hosts, the database killed and frozen
 	$(BIN)/python -m devstack fetch
 	mkdir -p .run
 	STORE=postgres $(BIN)/python -m behave --tags=@multihost features
 
-cluster: $(INSTALLED) ## The @brokers3 feature: three Kafka brokers, the leading one killed during a burst of orders
+cluster: $(INSTALLED) prometheus ## The @brokers3 feature: three Kafka brokers, the leading one killed during a burst of orders
 	$(BIN)/python -m devstack fetch
 	mkdir -p .run
 	BROKERS=3 $(BIN)/python -m behave --tags=@brokers3 features
 
 spec: acceptance ## Run the features and write the living spec: one HTML page with each scenario's events
 
-browser-test: $(INSTALLED) ## Follow an order placed on the order page in headless Chromium (installs it if missing)
+browser-test: $(INSTALLED) prometheus ## Follow an order placed on the order page in headless Chromium (installs it if missing)
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  echo "browser-test: installing Debian's chromium and chromium-driver"; \
 	  apt-get update -qq; \
@@ -89,7 +96,18 @@ browser-test: $(INSTALLED) ## Follow an order placed on the order page in headle
 	$(BIN)/python -m behave --tags=@browser features
 	$(BIN)/python -m pytest -q tests/test_asyncapi.py  # its page test needs the chromium installed above
 
-test: contracts-check lint unit acceptance multihost cluster bench-smoke ## Run everything: contract gate, lint, unit tests, features (on PostgreSQL, on three brokers), bench smoke
+test: contracts-check lint unit docs alerts acceptance multihost cluster bench-smoke ## Run everything: contract gate, lint, unit tests, docs site (strict), alert rules, features (on PostgreSQL, on three brokers), bench smoke
+
+prometheus: ## Install Debian's prometheus package (Prometheus and promtool) if either is missing
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+	  echo "prometheus: installing Debian's prometheus"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 prometheus >/dev/null; \
+	fi
+
+alerts: prometheus ## Check the alert rules in monitoring/alerts.yml and run their tests (monitoring/alerts.test.yml)
+	promtool check rules monitoring/alerts.yml
+	promtool test rules monitoring/alerts.test.yml
 
 BENCH_ARGS ?=
 BENCH_FLAGS = $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE)) \
@@ -106,7 +124,7 @@ soak: $(INSTALLED) ## Hours, not minutes: growth per hour and lost/doubled effec
 	$(BIN)/python -m bench.soak $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) \
 	$(if $(RETENTION),--retention $(RETENTION))
 
-run: $(INSTALLED) ## Start Kafka and the three services in the foreground (BROKERS=3 three brokers, STORE=postgres PostgreSQL, TRACES=1 Zipkin; Ctrl-C stops)
+run: $(INSTALLED) $(if $(filter 1,$(METRICS)),prometheus) ## Start Kafka and the three services in the foreground (BROKERS=3 three brokers, STORE=postgres PostgreSQL, TRACES=1 Zipkin, METRICS=1 Prometheus; Ctrl-C stops)
 	@$(BIN)/python -m devstack run
 
 tail: $(INSTALLED) ## Show the events on the topics live (ORDER=42 TYPE=PaymentCaptured FROM=beginning; Ctrl-C stops)
@@ -115,8 +133,8 @@ tail: $(INSTALLED) ## Show the events on the topics live (ORDER=42 TYPE=PaymentC
 # BROKERS=3: three Kafka brokers, from docker-compose.brokers3.yml over docker-compose.yml.
 COMPOSE = docker compose $(if $(filter 3,$(BROKERS)),-f docker-compose.yml -f docker-compose.brokers3.yml)
 
-up: ## Build and start the stack under Docker Compose (orders on 127.0.0.1:5002; TRACES=1: and Zipkin; BROKERS=3: three brokers)
-	$(COMPOSE) $(if $(filter 1,$(TRACES)),--profile traces) up --build --detach --wait
+up: ## Build and start the stack under Docker Compose (orders on 127.0.0.1:5002; TRACES=1: and Zipkin, METRICS=1: and Prometheus; BROKERS=3: three brokers)
+	$(COMPOSE) $(if $(filter 1,$(TRACES)),--profile traces) $(if $(filter 1,$(METRICS)),--profile metrics) up --build --detach --wait
 	@echo "Up. Place an order:  curl -X POST localhost:5002/orders -H 'Content-Type: application/json' -d '{\"userId\":1,\"itemId\":2,\"qty\":1}'"
 	@echo "Follow it:           make logs    Stop:  make down"
 

@@ -1,6 +1,8 @@
 """`python -m bench`: measure the two baselines, the chain's throughput, its
 latency against offered load and the stack at rest, in one run on one broker;
-print a table with the targets, write .bench/latest.json and .bench/latest.png.
+print a table with the targets, write .bench/latest.json and .bench/latest.png,
+and (but for --smoke) the documentation's page of the latest figures with that
+picture: docs/performance-latest.md and docs/bench-latest.png.
 
 Without ORDERS_URL it starts a fresh local stack of its own and stops it at
 the end, Ctrl-C included."""
@@ -10,13 +12,14 @@ import os
 import sys
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 from bench import baselines, chain, plot, report, traces_cost
 from bench.busy import busy_core
 from bench.cpu import CpuMeter
 from bench.memory import RssSampler
 from bench.progress import Progress, until_interrupted
-from bench.target import Target, open_target
+from bench.target import LOCAL, Target, open_target
 from bench.watcher import ChainWatcher
 
 FULL = {"orders": 10_000, "rate": 100.0, "duration": 20.0, "clients": 256, "step": 8.0, "idle": 20.0}
@@ -62,6 +65,7 @@ def measure(args: argparse.Namespace, progress: Progress) -> dict:
     other_work = busy_core(BUSY_CORE_LIMIT_S) if args.busy_core else nullcontext()
     with open_target(progress.note) as target, other_work:
         results |= {"stack": "local" if target.local else "remote", "kafka_version": target.kafka_version()}
+        results["store"] = LOCAL.store if target.local else None  # a remote stack's is not known here
         partitions = target.partitions()
         layout = (target.bootstrap_servers, len(partitions), target.replication_factor())
         seconds = BASELINE_S[args.smoke]
@@ -174,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     path = report.write(results)
     print(report.table(results))
     print(f"written to {path} and {results['picture']} in {results['elapsed_s']:.0f}s")
+    if not args.smoke:
+        print(f"and for the documentation: {report.publish(results, Path(results['picture']))}")
     if report.missing(results):
         progress.note(f"the run measured nothing for: {', '.join(report.missing(results))}")
         return 1

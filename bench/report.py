@@ -5,6 +5,7 @@ from issues 5 and 11; they are reported, never asserted."""
 import json
 import os
 import platform
+import shutil
 import sqlite3
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -13,6 +14,7 @@ from pathlib import Path
 from confluent_kafka import libversion
 
 OUT_DIR = Path(".bench")
+DOCS_DIR = Path("docs")  # a full run's figures and picture, for the documentation
 LIBRARIES = (
     "confluent-kafka",
     "bottle",
@@ -194,11 +196,12 @@ def write(results: dict) -> Path:
     return latest
 
 
-def table(results: dict) -> str:
+def rows(results: dict) -> list[tuple[str, str, str, str]]:
+    """Each measure: its name, value, target and verdict (with why, when not met)."""
     r = results
     t = r.get("targets") or targets(r)
     rate = f"{r.get('offered_rate'):g}/s"
-    rows = [
+    found = [
         ("Relay baseline (3 hops)", _num(r.get("relay_msgs_per_s"), " msgs/s"), "", ""),
         ("Fan-out baseline (chain-shaped)", _num(r.get("fanout_orders_per_s"), " orders/s"), "", ""),
         ("Chain throughput (closed loop)", _num(r.get("chain_orders_per_s"), " orders/s"), "", ""),
@@ -215,25 +218,81 @@ def table(results: dict) -> str:
         _row("5. Highest rate with p99 <= 1 s", t["highest_rate_p99_under_1s"], " orders/s"),
         _row(f"6. One core busy: keeps up @ {rate}", t["loaded_keeps_up"], ""),
         _row("6. One core busy: p99", t["loaded_p99_ms"], " ms"),
-        ("Chain / relay (issue 5)", _pct(_ratio(r.get("chain_orders_per_s"), r.get("relay_msgs_per_s"))), "", ""),
+        ("Chain / relay", _pct(_ratio(r.get("chain_orders_per_s"), r.get("relay_msgs_per_s"))), "", ""),
         (f"Traces on / off, CPU/order @ {rate}", _times(r.get("traces_cpu_ratio")), "", ""),
         (f"Traces on / off, p99 @ {rate}", _times(r.get("traces_p99_ratio")), "", ""),
     ]
     rss = r.get("rss_mb") or {}
     for name in sorted(name for name in rss if name != "kafka") or ["services"]:
         peak = rss.get(name, {}).get("peak_mb")
-        rows.append((f"RSS {name} (peak)", _num(peak, " MB"), f"<= {RSS_TARGET_MB} MB", _check(peak, RSS_TARGET_MB)))
+        found.append((f"RSS {name} (peak)", _num(peak, " MB"), f"<= {RSS_TARGET_MB} MB", _check(peak, RSS_TARGET_MB)))
     heap = r.get("broker_heap_mb")
-    rows.append(("Broker heap cap (-Xmx)", _num(heap, " MB"), f"<= {HEAP_TARGET_MB} MB", _check(heap, HEAP_TARGET_MB)))
-    rows.append(("Broker RSS (peak)", _num(rss.get("kafka", {}).get("peak_mb"), " MB"), "", ""))
-    width = max(len(row[0]) for row in rows)
+    found.append(("Broker heap cap (-Xmx)", _num(heap, " MB"), f"<= {HEAP_TARGET_MB} MB", _check(heap, HEAP_TARGET_MB)))
+    found.append(("Broker RSS (peak)", _num(rss.get("kafka", {}).get("peak_mb"), " MB"), "", ""))
+    return found
+
+
+def table(results: dict) -> str:
+    r = results
+    measures = rows(r)
+    width = max(len(row[0]) for row in measures)
     lines = [
         _title(r),
         f"{'Measure':<{width}}  {'Value':>16}  {'Target':<13} Met",
         "-" * (width + 38),
     ]
-    lines += [f"{name:<{width}}  {value:>16}  {target:<13} {met}" for name, value, target, met in rows]
+    lines += [f"{name:<{width}}  {value:>16}  {target:<13} {met}" for name, value, target, met in measures]
     return "\n".join(lines + _notes(r))
+
+
+def markdown(results: dict) -> str:
+    """The documentation's page of the latest figures (docs/performance-latest.md)."""
+    r = results
+    store = f", store {r['store']}" if r.get("store") else ""
+    lines = [
+        "# Latest figures",
+        "",
+        "Written by `make bench` from `.bench/latest.json`, with its picture; not edited by hand.",
+        f"Measured at {r.get('started_at')} on {r.get('machine')}{store}. What each figure means,",
+        "and how to read a run: [performance](performance.md).",
+        "",
+        "```text",
+        _title(r),
+        "```",
+        "",
+        "![Latency and cores busy against offered load](bench-latest.png)",
+        "",
+        "| Measure | Value | Target | Met |",
+        "|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows(r)]
+    sweep = r.get("sweep") or []
+    if sweep:
+        lines += [
+            "",
+            "## The sweep",
+            "",
+            "| Offered orders/s | Achieved | p50 | p99 | POST p99 | Stack cores |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {step['offered']:g} | {_num(step['achieved'], '')} | {_num(step['p50_ms'], ' ms')}"
+            f" | {_num(step['p99_ms'], ' ms')} | {_num(step['http_p99_ms'], ' ms')} | {step['stack_cores']:.2f} |"
+            for step in sweep
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def publish(results: dict, picture: Path, docs: Path = DOCS_DIR) -> Path:
+    """Put a full run's figures and picture where the documentation shows them."""
+    page = docs / "performance-latest.md"
+    page.write_text(markdown(results))
+    shutil.copyfile(picture, docs / "bench-latest.png")
+    return page
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|") or " "
 
 
 def _row(name: str, target: dict, unit: str) -> tuple[str, str, str, str]:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make compose-test`: run the real docker-compose.yml, with two replicas of
-# each consumer sharing PostgreSQL and the traces profile's Zipkin, and the
-# acceptance features against it; then take it all down, volumes included.
+# each consumer sharing PostgreSQL, the traces profile's Zipkin and the metrics
+# profile's Prometheus, and the acceptance features against it; then take it
+# all down, volumes included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "compose-test: $*"; }
@@ -22,13 +23,16 @@ docker image inspect "$postgres_image" >/dev/null 2>&1 || docker pull -q "$postg
 zipkin_image=$(sed -n 's/^ *image: *\(openzipkin\/zipkin:.*\)$/\1/p' docker-compose.yml)
 docker image inspect "$zipkin_image" >/dev/null 2>&1 || docker pull -q "$zipkin_image" 2>/dev/null ||
   compose/standins/zipkin.sh
+prometheus_image=$(sed -n 's/^ *image: *\(prom\/prometheus:[^ ]*\).*$/\1/p' docker-compose.yml)
+docker image inspect "$prometheus_image" >/dev/null 2>&1 || docker pull -q "$prometheus_image" 2>/dev/null ||
+  compose/standins/prometheus.sh
 
 # 3. Up, healthy, features, down.
-down() { say "taking the stack down"; docker compose --profile traces down --volumes --remove-orphans >/dev/null 2>&1 || true; }
+down() { say "taking the stack down"; docker compose --profile traces --profile metrics down --volumes --remove-orphans >/dev/null 2>&1 || true; }
 trap down EXIT
 down
-say "building and starting the stack with Zipkin, two replicas of billing and of notifications"
-docker compose --profile traces up --build --detach --wait --wait-timeout 300 --scale billing=2 --scale notifications=2
+say "building and starting the stack with Zipkin, Prometheus, two replicas of billing and of notifications"
+docker compose --profile traces --profile metrics up --build --detach --wait --wait-timeout 300 --scale billing=2 --scale notifications=2
 say "stack healthy after $((SECONDS - started))s: $(docker compose ps --format '{{.Name}}' | sort | paste -sd ' ')"
 say "running the features against it"
 ORDERS_URL=http://127.0.0.1:5002 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 ZIPKIN_URL=http://127.0.0.1:9411 \

@@ -1,8 +1,10 @@
 """The whole stack as processes: settings checked, folder and ports claimed,
 then Kafka (one broker, or three with BROKERS=3), the topics, PostgreSQL (with
 STORE=postgres) and the services, each start step reported on one line; with
-TRACES=1 a Zipkin server too, which every service sends its spans to. It stops
-in order (services, then Kafka, PostgreSQL and Zipkin) within 15 seconds."""
+TRACES=1 a Zipkin server too, which every service sends its spans to, and with
+METRICS=1 a Prometheus that scrapes every process and evaluates the alert
+rules. It stops in order (services and Prometheus, then Kafka, PostgreSQL and
+Zipkin) within 15 seconds."""
 
 import os
 import shutil
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack import StartFailed, claim, zipkin
+from devstack import StartFailed, claim, prometheus, zipkin
 from devstack.cluster import Cluster
 from devstack.kafka import LIBS, VERSION, Broker, Kafka, fetch
 from devstack.postgres import Server
@@ -62,6 +64,8 @@ class StackConfig:
     traces: bool = False
     zipkin_port: int = 9411
     metrics_port: int = 9101  # billing's; each consumer process gets the next one (orders serves /metrics itself)
+    metrics: bool = False  # a Prometheus of the stack's own scrapes them all
+    prometheus_port: int = 9090
 
     @classmethod
     def from_env(cls, env: Env) -> "StackConfig":
@@ -78,6 +82,8 @@ class StackConfig:
             traces=env.whole("TRACES", 0, 0, 1, "1 (start Zipkin and send it every span) or 0") == 1,
             zipkin_port=env.port("ZIPKIN_PORT", cls.zipkin_port),
             metrics_port=env.port("METRICS_PORT", cls.metrics_port),
+            metrics=env.whole("METRICS", 0, 0, 1, "1 (start Prometheus, scraping every process) or 0") == 1,
+            prometheus_port=env.port("PROMETHEUS_PORT", cls.prometheus_port),
         )
         room = 65535 - 2 * (config.brokers - 1)  # node n of a cluster takes each port + 2(n-1)
         for name, port in (("KAFKA_PORT", config.kafka_port), ("KAFKA_CONTROLLER_PORT", config.controller_port)):
@@ -130,6 +136,9 @@ class Stack:
         self.kafka = config.kafka
         self.postgres = Server(config.home / "postgres", config.postgres_port) if config.store == "postgres" else None
         self.zipkin = zipkin.Zipkin(config.zipkin_port) if config.traces else None
+        self.prometheus = (
+            prometheus.Prometheus(config.home / "prometheus", config.prometheus_port) if config.metrics else None
+        )
         self.supervisor = Supervisor(config.log_dir, echo, pid_file=config.home / "pids.json")
         self.stopping = threading.Event()
         self._lock = None
@@ -160,6 +169,9 @@ class Stack:
         if self.zipkin:
             ports[self.zipkin.port] = "Zipkin"
             settings += " ZIPKIN_PORT=.."
+        if self.prometheus:
+            ports[self.prometheus.port] = "Prometheus"
+            settings += " PROMETHEUS_PORT=.."
         claim.check_ports(ports, f"run this stack on other ports: {settings} make run")
         self._step("fetch", self._fetch)
         if self.zipkin:  # it starts while Kafka does, and is waited for before the services
@@ -171,11 +183,15 @@ class Stack:
         if self.zipkin:
             self._step("traces", self._wait_for_zipkin)
         self._step("services", self._start_services)
+        if self.prometheus:
+            self._step("metrics", self._start_prometheus)
 
     def check_settings(self, env: Env) -> None:
-        """Each service's settings, read as the service will read them."""
+        """Each service's settings, read as the service will read them; Prometheus there when asked for."""
         for service, name in self.processes():
             SERVICES[service](Env({**env.environ, **self.service_env(service, name)}))
+        if self.prometheus:
+            prometheus.binary()
 
     def service_env(self, service: str, name: str) -> dict[str, str]:
         settings = self.config.service_settings(service, name)
@@ -285,6 +301,25 @@ class Stack:
         if not self.zipkin.wait_ready(self.stopping):
             raise Interrupted
         return f"Zipkin {zipkin.VERSION} on {self.zipkin.url}, the services send it their spans"
+
+    def _start_prometheus(self) -> str:
+        binary = prometheus.binary()
+        self.prometheus.write_config(self.scrape_targets())
+        self.supervisor.start("prometheus", self.prometheus.command(binary))
+        if not self.prometheus.wait_ready(self.stopping):
+            raise Interrupted
+        return (
+            f"Prometheus {prometheus.version(binary)} on {self.prometheus.url}, scraping every process"
+            f" every {prometheus.SCRAPE_EVERY_S}s, alerts from {_shown(prometheus.ALERTS)}"
+        )
+
+    def scrape_targets(self) -> dict[str, dict[str, str]]:
+        """Where each process serves /metrics, by service: orders on its HTTP port, each consumer on its own."""
+        ports = {"orders": self.config.orders_port} | self.metrics_ports()
+        targets: dict[str, dict[str, str]] = {}
+        for service, name in self.processes():
+            targets.setdefault(service, {})[name] = f"127.0.0.1:{ports[name]}"
+        return targets
 
     def _create_topics(self) -> str:
         topics = {"orders.events": self.config.partitions, "orders.events.dlq": 1, "orders.events.redrive": 1}

@@ -113,6 +113,16 @@ def current_trace_id() -> str | None:
     return _trace_id_of(trace.get_current_span())
 
 
+def arrived_trace_id() -> str | None:
+    """The trace the record being handled arrived in, or None for one that came without a
+    `traceparent`: the span around it then starts a trace no replay of the topic could know."""
+    span = trace.get_current_span()
+    arrived = span.get_span_context()
+    if not arrived.is_remote:  # the consumer's own span: the record's trace is its parent's
+        arrived = getattr(span, "parent", None) or trace.INVALID_SPAN_CONTEXT
+    return trace.format_trace_id(arrived.trace_id) if arrived.is_remote and arrived.is_valid else None
+
+
 def _trace_id_of(span: Span) -> str | None:
     span_context = span.get_span_context()
     return trace.format_trace_id(span_context.trace_id) if span_context.is_valid else None

@@ -23,7 +23,7 @@ from features.driver import Driver, Logs
 from features.evidence import events_table
 from features.faults import Faults
 from features.lifecycle import Place, kill_all
-from features.observability import Metrics, Zipkin
+from features.observability import Metrics, Prometheus, Zipkin
 
 LIFECYCLE_PLACES = itertools.count(1)  # each @lifecycle scenario gets a folder and ports of its own
 
@@ -45,6 +45,8 @@ def local_stack(context):
         traces=True,  # the services send their spans to a Zipkin of the test stack's own
         zipkin_port=19411 + offset,
         metrics_port=19101 + offset,
+        metrics=True,  # and a Prometheus of its own scrapes them, evaluating monitoring/alerts.yml
+        prometheus_port=19090 + offset,
     )
     os.environ.setdefault(
         "MAILER_FAILURE_RATE", "0.2"
@@ -107,6 +109,7 @@ def before_all(context):
     use_fixture(driver, context, stack.config.orders_url, stack.kafka.bootstrap_servers, str(stack.config.log_dir))
     context.faults = Faults(stack, context.driver)
     context.zipkin = Zipkin(stack.zipkin.url)
+    context.prometheus = Prometheus(stack.prometheus.url)
     context.metrics = Metrics(
         {
             "orders": [f"{stack.config.orders_url}/metrics"],

@@ -19,3 +19,17 @@ Feature: Metrics a Prometheus can scrape
     And notifications counts at least 1 more OrderCreated events dead-lettered
     And every service's consumer lag returns to 0 on every partition
     And orders reports its outbox emptied and how long its order requests took
+
+  @local_stack
+  Scenario: The stack's Prometheus scrapes every process, and alerts when one stops answering
+    Given the stack's Prometheus scrapes every process of the stack
+    When 20 orders are placed over 4 seconds while a billing process is frozen
+    Then Prometheus alerts that the billing process is down
+    When the billing process is thawed
+    Then every accepted order is charged once and emailed once
+
+  @browser @local_stack
+  Scenario: Prometheus graphs the events each service handles and its lag while orders flow
+    When orders are placed for 20 seconds, 15 a second
+    Then Prometheus sees billing handle them and catch up
+    And its graphs show the events each service handled per second and each process's lag

@@ -1,9 +1,10 @@
-"""What the tests read from the stack's trace viewer (Zipkin's API) and from
-each service's Prometheus metrics."""
+"""What the tests read from the stack's trace viewer (Zipkin's API), from
+each service's Prometheus metrics, and from the stack's Prometheus."""
 
 import json
 import secrets
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
@@ -66,6 +67,36 @@ class Metrics:
 
     def samples(self, service: str, name: str) -> list:
         return [sample for page in self.pages[service] for sample in _samples(page) if sample.name == name]
+
+
+class Prometheus:
+    """The stack's Prometheus: its API, and its graph page (the classic one: Debian's package has no other)."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+
+    def targets(self) -> dict[str, str]:
+        """Each scraped process and the health of its last scrape (up, down, unknown)."""
+        return {t["labels"]["process"]: t["health"] for t in self._get("targets")["activeTargets"]}
+
+    def alerts(self) -> list[dict]:
+        """The alerts pending or firing now."""
+        return self._get("alerts")["alerts"]
+
+    def query(self, expression: str) -> list[dict]:
+        """An instant query's result: a sample per series, {'metric': labels, 'value': [time, text]}."""
+        return self._get(f"query?{urllib.parse.urlencode({'query': expression})}")["result"]
+
+    def graph(self, *expressions: str, over: str = "2m") -> str:
+        """The URL of a graph page with one graph per expression."""
+        panels = {}
+        for n, expression in enumerate(expressions):
+            panels |= {f"g{n}.expr": expression, f"g{n}.tab": "0", f"g{n}.range_input": over}
+        return f"{self.url}/classic/graph?{urllib.parse.urlencode(panels)}"
+
+    def _get(self, path: str):
+        with urllib.request.urlopen(f"{self.url}/api/v1/{path}", timeout=10) as response:
+            return json.loads(response.read())["data"]
 
 
 def _samples(page: str) -> list:

@@ -1,6 +1,6 @@
 """Names for fields a test invents ("a field a newer writer added"), chosen so
 that they are never in the contract: a user may add any field to any contract
-(README, "Changing a contract") and these tests must stay green."""
+(docs/contracts.md, "Changing a contract") and these tests must stay green."""
 
 from eventbus import contracts
 

@@ -48,3 +48,34 @@ def test_a_missed_latency_target_names_the_stages():
     verdict = report.targets(run(p99_ms=80.0))["p99_ms"]
     assert verdict["met"] is False
     assert verdict["why"].startswith("p99 by stage: orders 9.0")
+
+
+def test_the_documentation_page_is_the_table_of_the_run_with_its_sweep_and_picture():
+    results = run() | {
+        "started_at": "2026-01-02T03:04:05+0000",
+        "machine": "Linux x86_64",
+        "store": "sqlite",
+        "sweep": [
+            {"offered": 25.0, "achieved": 24.9, "p50_ms": 8.4, "p99_ms": 19.1, "http_p99_ms": 4.0, "stack_cores": 0.3}
+        ],
+    }
+    page = report.markdown(results)
+    assert page.startswith("# Latest figures\n")
+    assert "Measured at 2026-01-02T03:04:05+0000 on Linux x86_64, store sqlite." in page
+    assert "![Latency and cores busy against offered load](bench-latest.png)" in page
+    assert "| 3. POST->EmailSent p50 @ 100/s | 12.0 ms | <= 15.0 ms | yes |" in page
+    assert "| 25 | 24.9 | 8.4 ms | 19.1 ms | 4.0 ms | 0.30 |" in page
+    table_rows = [line for line in page.splitlines() if line.startswith("| ")]
+    assert len(table_rows) == len(report.rows(results)) + 3  # the two headers, and the sweep's one step
+
+
+def test_publish_writes_the_page_and_copies_the_picture(tmp_path):
+    picture = tmp_path / "latest.png"
+    picture.write_bytes(b"\x89PNG")
+    page = report.publish(run() | {"sweep": []}, picture, docs=tmp_path)
+    assert page == tmp_path / "performance-latest.md" and page.read_text().startswith("# Latest figures")
+    assert (tmp_path / "bench-latest.png").read_bytes() == b"\x89PNG"
+
+
+def test_a_bar_in_a_cell_does_not_split_the_row():
+    assert report._cell("a|b") == "a\\|b" and report._cell("") == " "

@@ -50,6 +50,7 @@ def test_only_loopback_ports_are_published():
         "kafka": ["127.0.0.1:9092:9092"],
         "orders": ["127.0.0.1:5002:5002"],
         "zipkin": ["127.0.0.1:9411:9411"],
+        "prometheus": ["127.0.0.1:9090:9090"],
     }
 
 
@@ -121,7 +122,7 @@ def test_services_wait_for_a_healthy_postgres_and_keep_no_state_in_volumes():
         service = COMPOSE["services"][name]
         assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}, name
         assert "volumes" not in service, name
-    assert set(COMPOSE["volumes"]) == {"kafka-data", "postgres-data"}
+    assert set(COMPOSE["volumes"]) == {"kafka-data", "postgres-data", "prometheus-data"}
     assert not re.search(r"^VOLUME", DOCKERFILE, re.MULTILINE)
 
 
@@ -143,6 +144,26 @@ def test_the_services_export_traces_to_the_zipkin_of_the_traces_profile_and_wait
         assert environment["OTEL_TRACES_EXPORTER"] == "zipkin", name
         assert environment["OTEL_EXPORTER_ZIPKIN_ENDPOINT"].startswith("http://zipkin:9411/"), name
         assert COMPOSE["services"][name]["depends_on"]["zipkin"] == {"condition": "service_healthy", "required": False}
+
+
+def test_the_prometheus_of_the_metrics_profile_scrapes_each_service_where_it_serves_metrics_and_loads_the_alerts():
+    prometheus = COMPOSE["services"]["prometheus"]
+    assert prometheus["profiles"] == ["metrics"]
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prometheus["image"])
+    mounts = dict(volume.split(":")[:2] for volume in prometheus["volumes"])
+    assert mounts["./monitoring/alerts.yml"] == "/etc/prometheus/alerts.yml"
+    assert mounts["./monitoring/compose-prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    config = yaml.safe_load((ROOT / "monitoring" / "compose-prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]  # beside the config file in the container
+    scraped = {job["job_name"]: job["dns_sd_configs"][0] for job in config["scrape_configs"]}
+    served = {
+        "orders": COMPOSE["services"]["orders"]["environment"]["HTTP_PORT"],
+        "billing": COMPOSE["services"]["billing"]["environment"]["METRICS_PORT"],
+        "notifications": COMPOSE["services"]["notifications"]["environment"]["METRICS_PORT"],
+    }
+    assert {job: (found["names"], found["port"]) for job, found in scraped.items()} == {
+        service: ([service], port) for service, port in served.items()
+    }
 
 
 BROKERS3 = yaml.safe_load((ROOT / "docker-compose.brokers3.yml").read_text())

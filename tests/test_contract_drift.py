@@ -1,5 +1,5 @@
 """A user may add an optional field of any type to any event contract and
-`make test` stays green (README, "Changing a contract", step 1). Here each event
+`make test` stays green (docs/contracts.md, "Changing a contract", step 1). Here each event
 contract gains one optional field of each JSON type, with the dataclass `make
 generate` would make for it (the field defaults to None); then every operation
 of the orders API must still answer as its OpenAPI description says, and every

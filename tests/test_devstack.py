@@ -15,9 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devstack import StartFailed, claim, zipkin
+from devstack import StartFailed, claim, prometheus, zipkin
 from devstack.stack import Stack, StackConfig
 from devstack.supervisor import Supervisor
+from eventbus.settings import Env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -194,3 +195,32 @@ def test_zipkin_listens_on_the_loopback_interface_only():
     command = zipkin.Zipkin(port=9511).command()
     assert "--armeria.ports[0].ip=127.0.0.1" in command
     assert "--armeria.ports[0].port=9511" in command
+
+
+def test_with_metrics_prometheus_scrapes_every_process_of_the_stack_and_evaluates_the_alert_rules(tmp_path):
+    stack = Stack(StackConfig(home=tmp_path, orders_port=5102, replicas=2, metrics=True, metrics_port=9201))
+    stack.prometheus.write_config(stack.scrape_targets())
+    config = json.loads(stack.prometheus.config.read_text().split("\n", 1)[1])  # after its comment line
+    scraped = {
+        job["job_name"]: {target["labels"]["process"]: target["targets"] for target in job["static_configs"]}
+        for job in config["scrape_configs"]
+    }
+    assert scraped == {
+        "orders": {"orders": ["127.0.0.1:5102"]},
+        "billing": {"billing-1": ["127.0.0.1:9201"], "billing-2": ["127.0.0.1:9202"]},
+        "notifications": {"notifications-1": ["127.0.0.1:9203"], "notifications-2": ["127.0.0.1:9204"]},
+    }
+    assert config["rule_files"] == [str(ROOT / "monitoring" / "alerts.yml")]
+    assert config["global"]["scrape_interval"] == "5s"
+
+
+def test_prometheus_listens_on_the_loopback_interface_only_and_keeps_its_data_in_the_stacks_folder(tmp_path):
+    command = prometheus.Prometheus(tmp_path / "prometheus", port=9190).command("prometheus")
+    assert "--web.listen-address=127.0.0.1:9190" in command
+    assert f"--storage.tsdb.path={tmp_path / 'prometheus' / 'data'}" in command
+
+
+def test_without_prometheus_on_path_a_stack_with_metrics_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StartFailed, match="make prometheus installs Debian's prometheus package"):
+        Stack(StackConfig(home=tmp_path, metrics=True)).check_settings(Env({}))

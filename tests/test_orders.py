@@ -538,11 +538,20 @@ def test_a_missing_page_file_answers_404_json(call, app):
     assert (response.status, response.json) == (404, {"error": "not found"})
 
 
-def test_tracking_keeps_the_trace_of_the_order(orders_service):
+def test_tracking_keeps_the_trace_the_event_arrived_in(orders_service, kafka_record):
     place(orders_service, orderId=1)
-    with tracing.span("consuming") as span, orders_service.store.transaction() as tx:
+    with tracing.span("publish") as sent:
+        headers = tracing.inject({})
+    with tracing.consuming(kafka_record(headers=headers), "orders"), orders_service.store.transaction() as tx:
         orders.track(ORDER, tx)
-    assert orders.find_order(orders_service, 1)["trace"] == f"{span.get_span_context().trace_id:032x}"
+    assert orders.find_order(orders_service, 1)["trace"] == f"{sent.get_span_context().trace_id:032x}"
+
+
+def test_an_event_that_came_in_no_trace_leaves_none_that_a_rebuild_could_not_know(orders_service, kafka_record):
+    place(orders_service, orderId=1)
+    with tracing.consuming(kafka_record(headers={}), "orders"), orders_service.store.transaction() as tx:
+        orders.track(ORDER, tx)
+    assert orders.find_order(orders_service, 1)["trace"] is None
 
 
 def test_the_latest_orders_are_listed_newest_first(orders_service):

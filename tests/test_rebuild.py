@@ -22,7 +22,8 @@ LATER = "2026-12-06T10:00:01.000Z"
 
 def records(kafka_record) -> list:
     """One order's whole chain, a copy of its payment, a declined order and its
-    email, a poison message, and a dead letter sent back to billing."""
+    email, an order that came in no trace, a poison message, and a dead letter
+    sent back to billing."""
     events = [
         (OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts=TS), "orders"),
         (PaymentCaptured(orderId=1, amount=100, ts=TS), "billing"),
@@ -36,6 +37,8 @@ def records(kafka_record) -> list:
     for n, (event, source) in enumerate(events):
         with TRACER.start_as_current_span("publish"):  # as every event of ours is: it carries its trace
             played.append(kafka_record(seal(event, source), offset=n))
+    untraced = OrderCreated(orderId=4, userId=1, itemId=2, qty=1, ts=TS)  # published by hand, in no trace
+    played.append(kafka_record(seal(untraced, "orders"), offset=len(played)))
     poison = kafka_record(headers={"ce_type": b"OrderCreated"}, value=b"\x00", offset=len(played))
     elsewhere = seal(OrderCreated(orderId=3, userId=1, itemId=9, qty=1, ts=TS), "orders")
     sent_back = kafka_record(
@@ -65,7 +68,8 @@ def test_the_rebuilt_read_model_equals_the_one_orders_consumer_built(
     fresh = rebuilt_from(played, tmp_path)
     for table in READ_MODEL:
         assert rows(fresh, table) == rows(store, table), table
-    assert set(rows(fresh, "chain")) == {1, 2}  # not the poison, nor what went back to billing
+    assert set(rows(fresh, "chain")) == {1, 2, 4}  # not the poison, nor what went back to billing
+    assert rows(fresh, "chain")[4]["trace"] is None and rows(fresh, "chain")[1]["trace"]
     assert rows(fresh, "chain")[1]["paid"] == TS and rows(fresh, "saga")[2]["cancelEmailed"] == LATER
 
 
@@ -79,7 +83,7 @@ def test_the_switch_replaces_the_rows_that_differ_and_only_those(store, kafka_re
     with store.transaction() as tx:
         tx.execute('UPDATE "chain" SET "trace" = ? WHERE "orderId" = 2', [rebuilt[2]["trace"]])
     live = rows(store, "chain")
-    assert differences(live, rebuilt) == [1, 99]  # order 2 equals, once its trace is the same
+    assert differences(live, rebuilt) == [1, 4, 99]  # order 2 equals, once its trace is the same
     with store.transaction() as tx:
         tx.hold(*READ_MODEL)
         put_in_place(tx, "chain", rebuilt, differences(live, rebuilt))

@@ -1,4 +1,4 @@
-"""Every setting of the README's table is checked where it is read: a bad value
+"""Every setting of the table in docs/running.md is checked where it is read: a bad value
 is one line naming the variable, the value and what is expected."""
 
 import socket
@@ -64,6 +64,8 @@ BAD = [
     (StackConfig.from_env, "ORDERS_PORT", "", None),  # empty means the default
     (StackConfig.from_env, "STORE", "mysql", "STORE must be sqlite or postgres, got 'mysql'"),
     (StackConfig.from_env, "POSTGRES_PORT", "0", "POSTGRES_PORT must be a TCP port number from 1 to 65535"),
+    (StackConfig.from_env, "METRICS", "yes", "METRICS must be 1 (start Prometheus, scraping every process) or 0"),
+    (StackConfig.from_env, "PROMETHEUS_PORT", "0", "PROMETHEUS_PORT must be a TCP port number from 1 to 65535"),
 ]
 
 

@@ -3,7 +3,7 @@
 copy, and its headers are the envelope's CloudEvents headers.
 
     python -m tools.asyncapi generate generated/asyncapi.yaml
-    python -m tools.asyncapi html build/docs/asyncapi.html   # the official renderer's page
+    python -m tools.asyncapi html build/docs-src/asyncapi.html   # the official renderer's page, for the site
 """
 
 import json

@@ -61,7 +61,7 @@ def step_page_emailed(context, amount):
     assert context.driver.wait_for_event(context.order_id, "EmailSent").trace_id in text, text
     assert browser.execute_script("return window.notReloaded") is True, "the page was reloaded"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOTS / "order-page.png"))  # the picture in the README
+    browser.save_screenshot(str(SCREENSHOTS / "order-page.png"))  # the picture in docs/observability.md
 
 
 @when("the customer cancels the order on the page")
@@ -124,4 +124,4 @@ def step_trace_viewer(context):
     )
     assert "/zipkin/traces/" in browser.current_url, browser.current_url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(SCREENSHOTS / "zipkin-trace.png"))  # the picture in the README
+    browser.save_screenshot(str(SCREENSHOTS / "zipkin-trace.png"))  # the picture in docs/observability.md

@@ -257,7 +257,7 @@ def track(event: OrderCreated | PaymentCaptured | EmailSent, tx: Transaction) ->
     An email about a cancellation or a refund is a step of the order's saga instead."""
     if isinstance(event, EmailSent) and event.template not in (None, "order_confirmed"):
         return track_saga(event, tx)
-    step = chain_step(event) | {"trace": tracing.current_trace_id()}
+    step = chain_step(event) | {"trace": tracing.arrived_trace_id()}
     tx.execute('INSERT INTO chain ("orderId") VALUES (?) ON CONFLICT DO NOTHING', [event.orderId])
     columns = ", ".join(f'"{name}" = COALESCE("{name}", ?)' for name in step)
     tx.execute(f'UPDATE chain SET {columns} WHERE "orderId" = ?', [*step.values(), event.orderId])
