@@ -16,7 +16,7 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--disable-timestamp --frozen-dataclasses --enum-field-as-literal all --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
-.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance multihost spec test run tail dlq redrive rebuild kafka \
+.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance multihost cluster spec test run tail dlq redrive rebuild kafka \
 	clean lock up down logs compose-test browser-test bench bench-smoke soak prometheus alerts
 
 help: ## List the targets
@@ -78,6 +78,11 @@ multihost: $(INSTALLED) prometheus ## The @multihost features: replicas that sha
 	mkdir -p .run
 	STORE=postgres $(BIN)/python -m behave --tags=@multihost features
 
+cluster: $(INSTALLED) prometheus ## The @brokers3 feature: three Kafka brokers, the leading one killed during a burst of orders
+	$(BIN)/python -m devstack fetch
+	mkdir -p .run
+	BROKERS=3 $(BIN)/python -m behave --tags=@brokers3 features
+
 spec: acceptance ## Run the features and write the living spec: one HTML page with each scenario's events
 
 browser-test: $(INSTALLED) prometheus ## Follow an order placed on the order page in headless Chromium (installs it if missing)
@@ -91,7 +96,7 @@ browser-test: $(INSTALLED) prometheus ## Follow an order placed on the order pag
 	$(BIN)/python -m behave --tags=@browser features
 	$(BIN)/python -m pytest -q tests/test_asyncapi.py  # its page test needs the chromium installed above
 
-test: contracts-check lint unit docs alerts acceptance multihost bench-smoke ## Run everything: contract gate, lint, unit tests, docs site (strict), alert rules, features (and on PostgreSQL), bench smoke
+test: contracts-check lint unit docs alerts acceptance multihost cluster bench-smoke ## Run everything: contract gate, lint, unit tests, docs site (strict), alert rules, features (on PostgreSQL, on three brokers), bench smoke
 
 prometheus: ## Install Debian's prometheus package (Prometheus and promtool) if either is missing
 	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
@@ -119,22 +124,25 @@ soak: $(INSTALLED) ## Hours, not minutes: growth per hour and lost/doubled effec
 	$(BIN)/python -m bench.soak $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) \
 	$(if $(RETENTION),--retention $(RETENTION))
 
-run: $(INSTALLED) $(if $(filter 1,$(METRICS)),prometheus) ## Start Kafka and the three services in the foreground (STORE=postgres adds PostgreSQL, TRACES=1 Zipkin, METRICS=1 Prometheus; Ctrl-C stops)
+run: $(INSTALLED) $(if $(filter 1,$(METRICS)),prometheus) ## Start Kafka and the three services in the foreground (BROKERS=3 three brokers, STORE=postgres PostgreSQL, TRACES=1 Zipkin, METRICS=1 Prometheus; Ctrl-C stops)
 	@$(BIN)/python -m devstack run
 
 tail: $(INSTALLED) ## Show the events on the topics live (ORDER=42 TYPE=PaymentCaptured FROM=beginning; Ctrl-C stops)
 	$(BIN)/python -m devstack.tail $(if $(ORDER),--order $(ORDER)) $(if $(TYPE),--type $(TYPE)) $(if $(FROM),--from $(FROM))
 
-up: ## Build and start the stack under Docker Compose (orders on 127.0.0.1:5002; TRACES=1: and Zipkin, METRICS=1: and Prometheus)
-	docker compose $(if $(filter 1,$(TRACES)),--profile traces) $(if $(filter 1,$(METRICS)),--profile metrics) up --build --detach --wait
+# BROKERS=3: three Kafka brokers, from docker-compose.brokers3.yml over docker-compose.yml.
+COMPOSE = docker compose $(if $(filter 3,$(BROKERS)),-f docker-compose.yml -f docker-compose.brokers3.yml)
+
+up: ## Build and start the stack under Docker Compose (orders on 127.0.0.1:5002; TRACES=1: and Zipkin, METRICS=1: and Prometheus; BROKERS=3: three brokers)
+	$(COMPOSE) $(if $(filter 1,$(TRACES)),--profile traces) $(if $(filter 1,$(METRICS)),--profile metrics) up --build --detach --wait
 	@echo "Up. Place an order:  curl -X POST localhost:5002/orders -H 'Content-Type: application/json' -d '{\"userId\":1,\"itemId\":2,\"qty\":1}'"
 	@echo "Follow it:           make logs    Stop:  make down"
 
 down: ## Stop the Compose stack (its data volumes stay; `docker compose down -v` wipes them)
-	docker compose --profile '*' down --remove-orphans
+	$(COMPOSE) --profile '*' down --remove-orphans
 
 logs: ## Follow the Compose stack's logs
-	docker compose logs --follow
+	$(COMPOSE) logs --follow
 
 compose-test: $(INSTALLED) ## Run docker-compose.yml for real (engine and images set up if missing) and the features against it
 	mkdir -p .run

@@ -72,7 +72,7 @@ class Target:
     def broker_heap_mb(self) -> int | None:
         if self.stack is None:
             return None
-        heap = self.stack.broker.heap.lower()
+        heap = self.stack.kafka.heap.lower()
         return int(heap[:-1]) * (1024 if heap.endswith("g") else 1) if heap[-1] in "mg" else None
 
     def kafka_version(self) -> str:
@@ -156,7 +156,7 @@ def open_target(say, config: StackConfig = LOCAL) -> Iterator[Target]:
     say(f"starting a local stack in {config.home} (Kafka :{config.kafka_port}, orders :{config.orders_port})")
     try:
         stack.start()
-        yield Target(config.orders_url, stack.broker.bootstrap_servers, stack)
+        yield Target(config.orders_url, stack.kafka.bootstrap_servers, stack)
     finally:
         say("stopping the local stack")
         stack.stop()

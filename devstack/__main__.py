@@ -67,7 +67,7 @@ def _fetch() -> int:
 def _rebuild() -> int:
     """Orders' read model, where the stack `make run` starts keeps it."""
     config = checked(StackConfig.from_env)
-    settings = replace(config.service_settings("orders"), bootstrap_servers=f"127.0.0.1:{config.kafka_port}")
+    settings = replace(config.service_settings("orders"), bootstrap_servers=config.kafka.bootstrap_servers)
     try:
         rebuild(settings, lambda text: print(text, flush=True))
     except (KafkaException, StoreUnavailable) as error:

@@ -1,4 +1,5 @@
-"""A single-node KRaft Apache Kafka broker from the official jars on Maven Central."""
+"""Apache Kafka in KRaft mode from the official jars on Maven Central: the
+single broker of `make run`, or a node of a cluster (devstack.cluster)."""
 
 import base64
 import logging
@@ -45,6 +46,18 @@ logger.activation.name = org.apache.kafka.controller.QuorumController
 logger.activation.level = ERROR
 logger.closing.name = org.apache.kafka.clients.NetworkClient
 logger.closing.level = ERROR
+# In a cluster (devstack.cluster), each time a node stops or dies: its followers say so, with
+# a stack trace, until they find the new leader; and the last controller to stop, with no one
+# left to hand the quorum to, waits 5 s and says that it could not.
+logger.follower.name = kafka.server.ReplicaFetcherThread
+logger.follower.level = ERROR
+appender.console.filter.shutdown.type = RegexFilter
+appender.console.filter.shutdown.regex = .*Graceful shutdown.*
+appender.console.filter.shutdown.onMatch = DENY
+appender.console.filter.shutdown.onMismatch = NEUTRAL
+# Consumers asking two brokers at once to create Kafka's offsets topic: one finds it made.
+logger.autocreate.name = org.apache.kafka.server.DefaultAutoTopicCreationManager
+logger.autocreate.level = ERROR
 """
 
 
@@ -81,34 +94,106 @@ def _run(command: list[str], what: str) -> None:
         raise StartFailed(f"{what} failed (exit code {done.returncode}): " + " / ".join(output[-5:]))
 
 
+class Kafka:
+    """What a stack asks of its Kafka, one broker or a cluster of `size`: every
+    topic is kept on `size` brokers, and a write is acknowledged once
+    `min_insync` of them have it (a cluster of 3 loses one without losing one)."""
+
+    bootstrap_servers: str
+    size: int
+    nodes: dict[str, "Broker"]  # its processes by name, each started with `command()` once `prepare()` is done
+    heap: str  # each node's
+
+    @property
+    def min_insync(self) -> int:
+        return max(1, self.size - 1)
+
+    def wait_ready(self, stopping: threading.Event, timeout: float = 180) -> bool:
+        """Poll until every broker has joined; False if `stopping` is set first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if len(AdminClient(client(self.bootstrap_servers)).list_topics(timeout=2).brokers) >= self.size:
+                    return True
+            except KafkaException:
+                pass
+            if time.monotonic() > deadline:
+                raise StartFailed(f"Kafka at {self.bootstrap_servers} did not answer within {timeout:.0f}s")
+            if stopping.wait(0.5):
+                return False
+
+    def ensure_topics(self, topics: dict[str, int]) -> list[str]:
+        """Create each topic with its partition count unless it exists; the created ones."""
+        admin = AdminClient(client(self.bootstrap_servers))
+        answers = admin.create_topics(
+            [
+                NewTopic(name, count, self.size, config={"min.insync.replicas": str(self.min_insync)})
+                for name, count in topics.items()
+            ]
+        )
+        created = []
+        for name in topics:
+            try:
+                answers[name].result()
+                created.append(name)
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+        return created
+
+
 @dataclass(frozen=True)
-class Broker:
+class Broker(Kafka):
+    """One KRaft node, broker and controller at once: alone (no `quorum`), or
+    node `node_id` of a cluster whose controllers listen on the `quorum` ports."""
+
     home: Path
     port: int = 9092
     controller_port: int = 9093
     heap: str = "512m"
+    node_id: int = 1
+    quorum: tuple[int, ...] = ()
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def size(self) -> int:
+        return len(self.quorum) or 1
+
+    @property
+    def nodes(self) -> dict[str, "Broker"]:
+        """The processes to start, by name."""
+        return {"kafka": self}
+
+    @property
+    def formatted(self) -> bool:
+        return (self.home / "data" / "meta.properties").exists()
+
     def prepare(self) -> None:
-        """Write the configuration and format the storage on first start."""
-        data = self.home / "data"
+        """Write the configuration and format the storage on first start (alone)."""
+        self.configure()
+        if not self.formatted:
+            self.format(new_id())
+
+    def configure(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "server.properties").write_text(self._properties(data))
+        (self.home / "server.properties").write_text(self.properties())
         (self.home / "log4j2.properties").write_text(LOG4J2)
-        if not (data / "meta.properties").exists():
-            _run(
-                [
-                    *self._java("kafka.tools.StorageTool", "-XX:TieredStopAtLevel=1"),  # a short run: no optimising JIT
-                    "format",
-                    f"--cluster-id={_cluster_id()}",  # one joined argument: an id may start with "-"
-                    "-c",
-                    str(self.home / "server.properties"),
-                ],
-                "formatting Kafka's storage",
-            )
+
+    def format(self, cluster_id: str, *options: str) -> None:
+        _run(
+            [
+                *self._java("kafka.tools.StorageTool", "-XX:TieredStopAtLevel=1"),  # a short run: no optimising JIT
+                "format",
+                f"--cluster-id={cluster_id}",  # one joined argument: an id may start with "-"
+                *options,
+                "-c",
+                str(self.home / "server.properties"),
+            ],
+            f"formatting Kafka's storage in {self.home}",
+        )
 
     def command(self) -> list[str]:
         return [*self._java("kafka.Kafka"), str(self.home / "server.properties")]
@@ -127,26 +212,37 @@ class Broker:
             main_class,
         ]
 
-    def _properties(self, data: Path) -> str:
+    def properties(self) -> str:
+        """server.properties: alone, its own controller is the quorum; in a cluster it
+        finds the quorum through every node's controller (KIP-853's dynamic quorum)."""
+        if self.quorum:
+            quorum = "controller.quorum.bootstrap.servers=" + ",".join(f"127.0.0.1:{port}" for port in self.quorum)
+        else:
+            quorum = f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}"
         return "\n".join(
             [
                 "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                f"node.id={self.node_id}",
+                quorum,
                 f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
                 f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
                 "controller.listener.names=CONTROLLER",
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                f"log.dirs={data}",
+                f"log.dirs={self.home / 'data'}",
                 "auto.create.topics.enable=false",
                 # Every record is kept (not 7 days): the order page's read model is rebuilt
                 # from orders.events (make rebuild), a dead letter waits until it is sent back
                 # (make redrive), and what was sent back is how a second redrive knows.
                 "log.retention.ms=-1",
-                "offsets.topic.replication.factor=1",
+                # Each topic, Kafka's own included, on every broker (up to 3), a write
+                # acknowledged once all but one have it; a replica that fell behind never leads.
+                f"default.replication.factor={self.size}",
+                f"min.insync.replicas={self.min_insync}",
+                "unclean.leader.election.enable=false",
+                f"offsets.topic.replication.factor={self.size}",
                 "offsets.topic.num.partitions=5",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
+                f"transaction.state.log.replication.factor={self.size}",
+                f"transaction.state.log.min.isr={self.min_insync}",
                 "group.initial.rebalance.delay.ms=0",
                 # After a crash the broker re-registers once its old session ends: keep that short.
                 "broker.session.timeout.ms=3000",
@@ -164,37 +260,6 @@ class Broker:
             ]
         )
 
-    def wait_ready(self, stopping: threading.Event, timeout: float = 180) -> bool:
-        """Poll until the broker answers an admin request; False if `stopping` is set first."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                AdminClient(client(self.bootstrap_servers)).list_topics(timeout=2)
-                return True
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise StartFailed(
-                        f"Kafka at {self.bootstrap_servers} did not answer within {timeout:.0f}s"
-                    ) from None
-                if stopping.wait(0.5):
-                    return False
-
-    def ensure_topics(self, topics: dict[str, int]) -> list[str]:
-        """Create each topic with its partition count unless it exists; the created ones."""
-        admin = AdminClient(client(self.bootstrap_servers))
-        answers = admin.create_topics(
-            [NewTopic(name, num_partitions=count, replication_factor=1) for name, count in topics.items()]
-        )
-        created = []
-        for name in topics:
-            try:
-                answers[name].result()
-                created.append(name)
-            except KafkaException as error:
-                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
-        return created
-
 
 def client(bootstrap_servers: str) -> dict:
     """What every Kafka client of the tooling is configured with: the broker,
@@ -202,5 +267,6 @@ def client(bootstrap_servers: str) -> dict:
     return {"bootstrap.servers": bootstrap_servers, "logger": LIBRDKAFKA_LOG}
 
 
-def _cluster_id() -> str:
+def new_id() -> str:
+    """A random id as Kafka writes one (kafka-storage.sh random-uuid): a cluster's, a log directory's."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,9 +1,10 @@
 """The whole stack as processes: settings checked, folder and ports claimed,
-then Kafka, the topics, PostgreSQL (with STORE=postgres) and the services, each
-start step reported on one line; with TRACES=1 a Zipkin server too, which every
-service sends its spans to, and with METRICS=1 a Prometheus that scrapes every
-process and evaluates the alert rules. It stops in order (services and
-Prometheus, then Kafka, PostgreSQL and Zipkin) within 15 seconds."""
+then Kafka (one broker, or three with BROKERS=3), the topics, PostgreSQL (with
+STORE=postgres) and the services, each start step reported on one line; with
+TRACES=1 a Zipkin server too, which every service sends its spans to, and with
+METRICS=1 a Prometheus that scrapes every process and evaluates the alert
+rules. It stops in order (services and Prometheus, then Kafka, PostgreSQL and
+Zipkin) within 15 seconds."""
 
 import os
 import shutil
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devstack import StartFailed, claim, prometheus, zipkin
-from devstack.kafka import LIBS, VERSION, Broker, fetch
+from devstack.cluster import Cluster
+from devstack.kafka import LIBS, VERSION, Broker, Kafka, fetch
 from devstack.postgres import Server
 from devstack.supervisor import Supervisor
 from eventbus.settings import Env, SettingError, Settings
@@ -31,6 +33,12 @@ BROKER_GRACE = 8.0  # then Kafka's: the whole stack stops within 15
 KEEP = ("stack.lock", "pids.json")  # what a fresh start does not wipe
 BACKING = ("kafka", "postgres")  # stopped once the services that use them have stopped
 STORES = ("sqlite", "postgres")
+CLUSTER_PORTS = " (with BROKERS={brokers}, node n takes KAFKA_PORT+2(n-1) and KAFKA_CONTROLLER_PORT+2(n-1))"
+
+
+def read_brokers(env: Env) -> int:
+    """BROKERS: one Kafka broker, or a cluster of three that may lose one without losing a write."""
+    return int(env.text("BROKERS", "1", "[13]", "1 (one Kafka broker) or 3 (a cluster of three)"))
 
 
 def read_store(env: Env) -> str:
@@ -50,6 +58,7 @@ class StackConfig:
     orders_port: int = 5002
     partitions: int = 3
     replicas: int = 1
+    brokers: int = 1
     store: str = "sqlite"
     postgres_port: int = 5432
     traces: bool = False
@@ -67,6 +76,7 @@ class StackConfig:
             orders_port=env.port("ORDERS_PORT", cls.orders_port),
             partitions=env.whole("PARTITIONS", cls.partitions, 1, 1000),
             replicas=env.whole("REPLICAS", cls.replicas, 1, 16),
+            brokers=read_brokers(env),
             store=read_store(env),
             postgres_port=env.port("POSTGRES_PORT", cls.postgres_port),
             traces=env.whole("TRACES", 0, 0, 1, "1 (start Zipkin and send it every span) or 0") == 1,
@@ -75,11 +85,18 @@ class StackConfig:
             metrics=env.whole("METRICS", 0, 0, 1, "1 (start Prometheus, scraping every process) or 0") == 1,
             prometheus_port=env.port("PROMETHEUS_PORT", cls.prometheus_port),
         )
-        if config.controller_port in (config.kafka_port, config.orders_port):
-            raise SettingError("KAFKA_CONTROLLER_PORT", str(config.controller_port), "a port of its own")
-        if config.orders_port == config.kafka_port:
-            raise SettingError("ORDERS_PORT", str(config.orders_port), "a port other than KAFKA_PORT's")
-        taken = (config.kafka_port, config.controller_port, config.orders_port)
+        room = 65535 - 2 * (config.brokers - 1)  # node n of a cluster takes each port + 2(n-1)
+        for name, port in (("KAFKA_PORT", config.kafka_port), ("KAFKA_CONTROLLER_PORT", config.controller_port)):
+            if port > room:
+                raise SettingError(name, str(port), f"at most {room} with BROKERS={config.brokers}")
+        nodes = config.kafka.nodes.values()
+        brokers, controllers = {node.port for node in nodes}, {node.controller_port for node in nodes}
+        scheme = "" if config.brokers == 1 else CLUSTER_PORTS.format(brokers=config.brokers)
+        if controllers & (brokers | {config.orders_port}):
+            raise SettingError("KAFKA_CONTROLLER_PORT", str(config.controller_port), "a port of its own" + scheme)
+        if config.orders_port in brokers:
+            raise SettingError("ORDERS_PORT", str(config.orders_port), "a port other than KAFKA_PORT's" + scheme)
+        taken = (*brokers, *controllers, config.orders_port)
         if config.store == "postgres" and config.postgres_port in taken:
             raise SettingError("POSTGRES_PORT", str(config.postgres_port), "a port of its own")
         return config
@@ -96,6 +113,13 @@ class StackConfig:
         return Settings(service=service, data_dir=data / (name or service), database_url=url)
 
     @property
+    def kafka(self) -> Kafka:
+        """One broker in kafka/, or the cluster's nodes in kafka-1/, kafka-2/, ... (see devstack.cluster)."""
+        if self.brokers == 1:
+            return Broker(self.home / "kafka", self.kafka_port, self.controller_port)
+        return Cluster(self.home, self.kafka_port, self.controller_port, self.brokers)
+
+    @property
     def orders_url(self) -> str:
         return f"http://127.0.0.1:{self.orders_port}"
 
@@ -109,7 +133,7 @@ class Stack:
         """`fresh` starts from empty data (the test and bench stacks)."""
         self.config = config
         self.fresh = fresh
-        self.broker = Broker(config.home / "kafka", config.kafka_port, config.controller_port)
+        self.kafka = config.kafka
         self.postgres = Server(config.home / "postgres", config.postgres_port) if config.store == "postgres" else None
         self.zipkin = zipkin.Zipkin(config.zipkin_port) if config.traces else None
         self.prometheus = (
@@ -130,9 +154,11 @@ class Stack:
             self._wipe()
         if left is not None:
             self._report_leftovers(left, time.monotonic() - began)
-        ports = {
-            self.config.kafka_port: "Kafka",
-            self.config.controller_port: "Kafka's controller",
+        ports = {}
+        for name, node in self.kafka.nodes.items():
+            what = "Kafka" if name == "kafka" else f"Kafka's {name}"
+            ports |= {node.port: what, node.controller_port: f"{what}'s controller"}
+        ports |= {
             self.config.orders_port: "orders",
             **{port: f"{name}'s metrics" for name, port in self.metrics_ports().items()},
         }
@@ -170,7 +196,7 @@ class Stack:
     def service_env(self, service: str, name: str) -> dict[str, str]:
         settings = self.config.service_settings(service, name)
         env = {
-            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "DATA_DIR": str(settings.data_dir),
             "HTTP_PORT": str(self.config.orders_port),
             "CONSUMER_INSTANCE_ID": name,
@@ -211,7 +237,8 @@ class Stack:
         if self._lock is None:
             return
         began, running = time.monotonic(), bool(self.supervisor.children)
-        self.supervisor.stop([name for name in self.supervisor.children if name not in BACKING], SERVICE_GRACE)
+        services = [name for name in self.supervisor.children if name.split("-")[0] not in BACKING]
+        self.supervisor.stop(services, SERVICE_GRACE)
         self.supervisor.stop(list(self.supervisor.children), BROKER_GRACE)
         if running:
             self.supervisor.say(f"stop: everything stopped ({time.monotonic() - began:.1f}s)")
@@ -239,12 +266,23 @@ class Stack:
             what += f"; Zipkin {zipkin.VERSION} {'from Maven Central into' if zipkin.fetch() else 'already in'} {where}"
         return what
 
+    def start_broker(self, name: str) -> None:
+        """Start Kafka's process `name` (kafka, or a node of the cluster: kafka-2, say)."""
+        self.supervisor.start(name, self.kafka.nodes[name].command(), orphan_signal=signal.SIGKILL)
+
     def _start_broker(self) -> str:
-        self.broker.prepare()
-        self.supervisor.start("kafka", self.broker.command(), orphan_signal=signal.SIGKILL)
-        if not self.broker.wait_ready(self.stopping):
+        self.kafka.prepare()
+        for name in self.kafka.nodes:
+            self.start_broker(name)
+        if not self.kafka.wait_ready(self.stopping):
             raise Interrupted
-        return f"Apache Kafka {VERSION} on {self.broker.bootstrap_servers}"
+        if self.kafka.size == 1:
+            return f"Apache Kafka {VERSION} on {self.kafka.bootstrap_servers}"
+        controllers = ", ".join(str(node.controller_port) for node in self.kafka.nodes.values())
+        return (
+            f"Apache Kafka {VERSION}, {self.kafka.size} brokers on {self.kafka.bootstrap_servers},"
+            f" their controllers one quorum on {controllers}"
+        )
 
     def _start_postgres(self) -> str:
         version = self.postgres.prepare(self.supervisor.say)
@@ -285,12 +323,15 @@ class Stack:
 
     def _create_topics(self) -> str:
         topics = {"orders.events": self.config.partitions, "orders.events.dlq": 1, "orders.events.redrive": 1}
-        created = self.broker.ensure_topics(topics)
+        created = self.kafka.ensure_topics(topics)
         if not created:
             return f"{' and '.join(topics)} already there"
-        return "created " + ", ".join(
+        what = "created " + ", ".join(
             f"{name} ({topics[name]} partition{'s' * (topics[name] > 1)})" for name in created
         )
+        if self.kafka.size > 1:
+            what += f"; each on {self.kafka.size} brokers, a write acknowledged once {self.kafka.min_insync} have it"
+        return what
 
     def _start_services(self) -> str:
         for service, name in self.processes():

@@ -99,6 +99,15 @@ class Supervisor:
         """Stop one child for good, without restarting it."""
         self.stop([name])
 
+    def kill(self, name: str) -> None:
+        """SIGKILL one child, as a crash would, and leave it down: no restart."""
+        child = self.children.pop(name)
+        with self._spawning:
+            child.stopping = True
+            child.process.kill()
+        child.process.wait()
+        self._record()
+
     def stop(self, names: list[str], grace: float = 5.0) -> None:
         """Signal the named children to stop at once (SIGTERM unless they asked
         for another; with SIGCONT, in case one is frozen); SIGKILL any still

@@ -16,7 +16,7 @@ from pathlib import Path
 from behave import fixture, use_fixture
 from behave.model_core import Status
 
-from devstack.stack import Stack, StackConfig, read_store
+from devstack.stack import Stack, StackConfig, read_brokers, read_store
 from eventbus.settings import checked, env_int
 from features.browser import SCREENSHOTS, chromium
 from features.driver import Driver, Logs
@@ -39,6 +39,7 @@ def local_stack(context):
         controller_port=19093 + offset,
         orders_port=15002 + offset,
         replicas=2,
+        brokers=checked(read_brokers),  # BROKERS=3 (make cluster): three Kafka brokers, for @brokers3
         store=checked(read_store),  # STORE=postgres: the services keep their state on a PostgreSQL of the stack's
         postgres_port=15432 + offset,
         traces=True,  # the services send their spans to a Zipkin of the test stack's own
@@ -105,7 +106,7 @@ def before_all(context):
             context.zipkin = Zipkin(os.environ["ZIPKIN_URL"])
         return
     stack = use_fixture(local_stack, context)
-    use_fixture(driver, context, stack.config.orders_url, stack.broker.bootstrap_servers, str(stack.config.log_dir))
+    use_fixture(driver, context, stack.config.orders_url, stack.kafka.bootstrap_servers, str(stack.config.log_dir))
     context.faults = Faults(stack, context.driver)
     context.zipkin = Zipkin(stack.zipkin.url)
     context.prometheus = Prometheus(stack.prometheus.url)
@@ -148,6 +149,11 @@ def before_scenario(context, scenario):
     if "multihost" in scenario.effective_tags:
         if not hasattr(context, "faults") or context.faults.stack.config.store != "postgres":
             scenario.skip("hosts sharing only a database need the local stack on PostgreSQL (make multihost)")
+            return
+        context.faults.kills = {}
+    if "brokers3" in scenario.effective_tags:
+        if not hasattr(context, "faults") or context.faults.stack.config.brokers != 3:
+            scenario.skip("a broker of three is killed on the local stack with three brokers (make cluster)")
             return
         context.faults.kills = {}
     if "lifecycle" in scenario.effective_tags:

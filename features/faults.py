@@ -2,6 +2,7 @@
 bursts of orders meanwhile, and count effects in the services' own records."""
 
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -9,6 +10,7 @@ import signal
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +18,9 @@ from pathlib import Path
 
 import psutil
 import psycopg
+from confluent_kafka.admin import AdminClient, ClusterMetadata
 
+from devstack.kafka import client
 from devstack.stack import Stack, StackConfig
 from eventbus import outbox
 from eventbus.store import Store, open_store
@@ -78,6 +82,25 @@ class Faults:
 
     def retire(self, name: str) -> None:
         self.stack.supervisor.retire(name)
+
+    def leading_broker(self, topic: str = "orders.events") -> str:
+        """The process of the broker leading most of `topic`'s partitions (in a tie, the first partition's)."""
+        partitions = self._metadata().topics[topic].partitions
+        leaders = Counter(partitions[number].leader for number in sorted(partitions))
+        return f"kafka-{leaders.most_common(1)[0][0]}"
+
+    def in_sync_everywhere(self, broker: str) -> bool:
+        """The broker holds an in-sync copy of every partition of every topic, Kafka's own included."""
+        node_id = self.stack.kafka.nodes[broker].node_id
+        topics = self._metadata().topics.values()
+        return all(node_id in partition.isrs for topic in topics for partition in topic.partitions.values())
+
+    def _metadata(self) -> ClusterMetadata:
+        return self._admin.list_topics(timeout=10)
+
+    @functools.cached_property
+    def _admin(self) -> AdminClient:
+        return AdminClient(client(self.stack.kafka.bootstrap_servers))
 
     def pending_in_outboxes(self) -> dict[str, int]:
         """Rows each service's outbox still has to publish."""

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
+from devstack.cluster import Cluster
 from devstack.postgres import VANISHED_CLIENTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,3 +164,57 @@ def test_the_prometheus_of_the_metrics_profile_scrapes_each_service_where_it_ser
     assert {job: (found["names"], found["port"]) for job, found in scraped.items()} == {
         service: ([service], port) for service, port in served.items()
     }
+
+
+BROKERS3 = yaml.safe_load((ROOT / "docker-compose.brokers3.yml").read_text())
+NODES = {"kafka": 1, "kafka-2": 2, "kafka-3": 3}
+NAMES_AND_PORTS = {
+    "node.id",
+    "controller.quorum.bootstrap.servers",
+    "listeners",
+    "advertised.listeners",
+    "listener.security.protocol.map",
+    "log.dirs",
+}
+
+
+def test_the_three_broker_override_follows_the_compose_specification():
+    errors = [error.message for error in Draft7Validator(compose_spec_schema()).iter_errors(BROKERS3)]
+    assert errors == []
+
+
+def test_the_three_brokers_run_the_same_version_and_publish_loopback_ports_only():
+    version = (ROOT / "kafka" / "VERSION").read_text().strip()
+    assert {BROKERS3["services"][name]["image"] for name in NODES} == {f"apache/kafka:{version}"}
+    published = {name: service["ports"] for name, service in BROKERS3["services"].items() if "ports" in service}
+    assert published == {"kafka-2": ["127.0.0.1:9094:9094"], "kafka-3": ["127.0.0.1:9096:9096"]}
+
+
+def test_the_three_brokers_are_the_cluster_make_run_starts():
+    """Each node's KAFKA_* settings agree with what devstack.cluster writes, but for
+    names and ports; the initial controllers name each node's controller once."""
+    local = Cluster(ROOT / ".run").nodes["kafka-2"].properties().splitlines()
+    local = dict(line.split("=", 1) for line in local if line and not line.startswith("#"))
+    for name, node_id in NODES.items():
+        environment = BROKERS3["services"][name]["environment"]
+        settings = {key[6:].lower().replace("_", "."): str(value) for key, value in environment.items()}
+        assert settings["node.id"] == str(node_id)
+        assert f"CONTROLLER://{name}:9093" in settings["advertised.listeners"]
+        shared = (set(local) & set(settings)) - NAMES_AND_PORTS
+        assert {key: settings[key] for key in shared} == {key: local[key] for key in shared}, name
+        assert {
+            key: settings[key]
+            for key in ("default.replication.factor", "min.insync.replicas", "transaction.state.log.min.isr")
+        } == {"default.replication.factor": "3", "min.insync.replicas": "2", "transaction.state.log.min.isr": "2"}
+        assert settings["controller.quorum.bootstrap.servers"] == "kafka:9093,kafka-2:9093,kafka-3:9093"
+        voters = [entry.rsplit(":", 1)[0] for entry in environment["INITIAL_CONTROLLERS"].split(",")]
+        assert voters == ["1@kafka:9093", "2@kafka-2:9093", "3@kafka-3:9093"]
+
+
+def test_with_three_brokers_every_service_knows_all_three_and_the_topics_wait_for_them():
+    for name in SERVICES:
+        servers = BROKERS3["services"][name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"]
+        assert servers == "kafka:19092,kafka-2:19092,kafka-3:19092", name
+    topics = BROKERS3["services"]["topics"]
+    assert set(topics["depends_on"]) == {"kafka-2", "kafka-3"}  # and kafka, as docker-compose.yml says
+    assert "--replication-factor 3 --config min.insync.replicas=2" in topics["command"][0]
