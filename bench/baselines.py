@@ -194,7 +194,7 @@ def _hop(base: Settings, hop: Hop, stop, until: float) -> None:
                 )
             if passed and producer.flush(30):
                 raise TimeoutError(f"{hop.group}: Kafka did not take its messages within 30s")
-            poller.done({partition: records[-1].offset() + 1 for partition, records in batches.items()})
+            poller.done()
     finally:
         poller.close()
         producer.flush(5)

@@ -81,21 +81,21 @@ class ConsumerLoop:
         while not stop.is_set():
             batches = self._poller.poll()
             self._polled()
-            self._poller.done(self._process_batch(batches, stop) if batches else {})
+            if batches:
+                self._process_batch(batches, stop)
+            self._poller.done()
             metrics.LAG.take(self._consumer)
         self._poller.close()
 
-    def _process_batch(self, batches: dict[Partition, list[Message]], stop: threading.Event) -> dict[Partition, int]:
+    def _process_batch(self, batches: dict[Partition, list[Message]], stop: threading.Event) -> None:
         """Everything one poll returned, in one transaction with a savepoint per
         message (none when nothing is for this service). A message that fails is
-        rolled back alone; its partition is sought back to it and retried.
-        Returns the offsets to commit for what is done."""
-        done: dict[Partition, int] = {}
+        rolled back alone; its partition is sought back to it and retried."""
         failures = []
         ours = any(not self._not_for_us(record) for records in batches.values() for record in records)
         try:
             with self._store.transaction() if ours else nullcontext() as tx:
-                for partition, records in batches.items():
+                for records in batches.values():
                     for record in records:
                         if not self._not_for_us(record):
                             try:
@@ -104,17 +104,15 @@ class ConsumerLoop:
                                 failures.append((record, error))
                                 self._poller.seek(record)
                                 break
-                        done[partition] = record.offset() + 1
         except StoreUnavailable as error:
             self._queued = False
             for records in batches.values():
                 self._poller.seek(records[0])
-            done, failures = {}, [(records[0], error) for records in batches.values()]
+            failures = [(records[0], error) for records in batches.values()]
         if self._queued:
             self._queued = False
             self._published()
         self._report(failures, stop)
-        return done
 
     def _report(self, failures: list, stop: threading.Event) -> None:
         """Back off before a retry: briefly at first, longer while the same messages keep failing."""

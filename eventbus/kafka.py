@@ -36,20 +36,24 @@ CLIENT = {
 }
 
 
-def make_producer(settings: Settings) -> Producer:
+def make_producer(settings: Settings, transactional_id: str | None = None) -> Producer:
     """acks=all with idempotence: a retried send never writes a second copy,
-    and the records of one key stay in order."""
-    return Producer(
-        CLIENT
-        | {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "client.id": settings.service,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 1,  # the relay flushes each batch anyway
-            "message.timeout.ms": SEND_TIMEOUT_MS,
-        }
-    )
+    and the records of one key stay in order. With a `transactional_id`, its
+    sends are written in transactions, and a new producer of the same id that
+    calls init_transactions() fences every older one: their sends fail."""
+    config = CLIENT | {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "client.id": settings.service,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 1,  # the relay flushes each batch anyway
+        "message.timeout.ms": SEND_TIMEOUT_MS,
+    }
+    if transactional_id is not None:
+        # The coordinator aborts a transaction left open this long (its producer paused, say), and with it
+        # the hold an open transaction puts on every read_committed consumer of its partitions.
+        config |= {"transactional.id": transactional_id, "transaction.timeout.ms": SEND_TIMEOUT_MS}
+    return Producer(config)
 
 
 def make_consumer(settings: Settings, group: str, relaxed: bool = False) -> Consumer:
@@ -123,20 +127,20 @@ def _reached(consumer: Consumer, until: dict[Partition, int]) -> bool:
 
 
 class TopicSize:
-    """How many records a topic holds (each partition's end less its start), asked
-    of the broker at most every `fresh_for_s`, however often it is called: the
-    order page asks every second. Raises KafkaException while Kafka does not answer."""
+    """How many records a topic holds, counted by reading it on from where the
+    last count stopped, at most every `fresh_for_s`, however often it is called:
+    the order page asks every second. (Each partition's end less its start
+    would count the commit markers of the relays' transactions too.) Raises
+    KafkaException while Kafka does not answer."""
 
     def __init__(self, settings: Settings, topic: str, fresh_for_s: float = 2.0, timeout: float = 1.0):
-        self._config = CLIENT | {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"{settings.service}.size",
-        }
+        self._settings = settings
         self._topic = topic
         self._fresh_for_s = fresh_for_s
         self._timeout = timeout
         self._lock = threading.Lock()
         self._consumer: Consumer | None = None
+        self._count = 0
         self._answer: tuple[float, int | KafkaException] = (-fresh_for_s, 0)
 
     def __call__(self) -> int:
@@ -150,18 +154,15 @@ class TopicSize:
         return answer
 
     def _ask(self) -> int | KafkaException:
-        self._consumer = self._consumer or Consumer(self._config | {"enable.auto.commit": False})
         try:
-            partitions = self._consumer.list_topics(self._topic, timeout=self._timeout).topics[self._topic].partitions
-            return sum(
-                end - start
-                for start, end in (
-                    self._consumer.get_watermark_offsets(TopicPartition(self._topic, p), timeout=self._timeout)
-                    for p in partitions
-                )
-            )
+            self._consumer = self._consumer or make_reader(self._settings, self._topic, self._timeout)
+            read_until(self._consumer, ends(self._consumer, self._timeout), self._counted, self._timeout)
+            return self._count
         except KafkaException as error:
             return error
+
+    def _counted(self, _record: Message) -> None:
+        self._count += 1  # as it is read: a read cut short keeps what it counted
 
     def close(self) -> None:
         if self._consumer is not None:
@@ -178,13 +179,17 @@ class Poller:
 
     Offsets of finished work are committed at most every COMMIT_INTERVAL (and
     at close): committing less often only means more idempotent redelivery
-    after a crash."""
+    after a crash. What is committed is the client's position on each
+    partition, not the last record's offset + 1: the position steps over the
+    commit markers of transactions (the relays publish in them), so a group
+    that has read everything lags by 0, not by one marker per partition."""
 
     def __init__(self, consumer: Consumer, relaxed: bool = False, pacer: Pacer | None = None):
         self._consumer = consumer
         self._relaxed = relaxed
         self._pacer = pacer or Pacer()
-        self._uncommitted: dict[Partition, int] = {}
+        self._committed: dict[Partition, int] = {}
+        self._sought: dict[Partition, int] = {}  # where a partition was sought back to, until fetched again
         self._committed_at = 0.0
 
     def poll(self) -> dict[Partition, list[Message]]:
@@ -206,21 +211,36 @@ class Poller:
     def seek(self, record: Message) -> None:
         """Read the record's partition again from the record on."""
         self._consumer.seek(TopicPartition(record.topic(), record.partition(), record.offset()))
+        self._sought[record.topic(), record.partition()] = record.offset()
 
-    def done(self, next_offsets: dict[Partition, int]) -> None:
-        """The work up to these offsets is durable: commit them, now or soon."""
-        self._uncommitted |= next_offsets
-        if self._uncommitted and time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
+    def done(self) -> None:
+        """The work on every record polled so far is durable, or its partition was
+        sought back to where the work stopped: commit, now or soon."""
+        if time.monotonic() - self._committed_at >= COMMIT_INTERVAL:
             self._commit(wait=False)
 
     def close(self) -> None:
         """Commit what is done and wait for the answer."""
-        if self._uncommitted:
-            self._commit(wait=True)
+        self._commit(wait=True)
 
     def _commit(self, wait: bool) -> None:
-        commit(self._consumer, self._uncommitted, wait=wait)
-        self._uncommitted = {}
+        """Commit each partition's position where it moved. A partition just
+        sought back has no position until it is fetched again: the offset it
+        was sought back to stands in for it."""
+        positions = {}
+        for tp in self._consumer.position(self._consumer.assignment()):
+            partition = (tp.topic, tp.partition)
+            if tp.offset >= 0:
+                positions[partition] = tp.offset
+                self._sought.pop(partition, None)
+            elif partition in self._sought:
+                positions[partition] = self._sought[partition]
+        moved = {
+            partition: offset for partition, offset in positions.items() if self._committed.get(partition) != offset
+        }
+        if moved:
+            commit(self._consumer, moved, wait=wait)
+            self._committed |= moved
         self._committed_at = time.monotonic()
 
 

@@ -1,8 +1,9 @@
 """The transactional outbox: events are written in the same transaction as
 the state change that caused them, then a relay publishes them to Kafka.
 
-A row is marked sent only after Kafka acknowledged it; a row published again
-after a crash keeps its headers, so its duplicate carries the same ce_id.
+A row is marked sent only once the Kafka transaction it was sent in has
+committed; a row published again after a crash keeps its headers, so its
+duplicate carries the same ce_id.
 Marks are written together, at most every MARK_EVERY_S: one write transaction
 for many relay rounds instead of one per round, at the price of a few more
 duplicates (same ce_id, absorbed by the consumers' ledgers) after a crash.
@@ -18,12 +19,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from cloudevents.core.bindings.kafka import KafkaMessage
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaException, Producer
 
 from eventbus import metrics, tracing
 from eventbus.contracts import Event, timestamp
 from eventbus.envelope import seal
-from eventbus.kafka import SEND_TIMEOUT_MS, make_producer, needs_new_client
+from eventbus.kafka import SEND_TIMEOUT_MS, make_producer
 from eventbus.pacing import Pacer
 from eventbus.settings import Settings
 from eventbus.store import Store, StoreUnavailable, Transaction
@@ -88,6 +89,15 @@ class Relay:
     or goes silent loses the claim, and one that cannot reach Kafka lets it go:
     another takes over. Rows committed by another replica
     wake this relay through the store's notifications; polling is the fallback.
+
+    The claim keeps the relays live; Kafka fences them. The holder publishes
+    each batch in a Kafka transaction, under one transactional id per outbox,
+    and a new holder's producer calls init_transactions() before it sends:
+    Kafka then aborts what the last holder left open and refuses whatever it
+    sends from then on. So a holder paused or cut off until it lost the claim,
+    that wakes in the middle of a batch, publishes nothing more: its commit
+    fails, it marks nothing sent, and it finds the claim taken. The fence is
+    the producer epoch Kafka keeps, not a clock.
     """
 
     def __init__(self, store: Store, settings: Settings, stop: threading.Event):
@@ -98,6 +108,7 @@ class Relay:
         self._pacer = Pacer()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._claim = store.claim("outbox-relay")
+        self._producer: Producer | None = None  # while holding the claim: fenced in, every earlier holder out
         self._unmarked: list[int] = []  # sent and acknowledged, not yet marked sent
         self._marked_at = 0.0
         self._pruned_at = 0.0
@@ -117,13 +128,12 @@ class Relay:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        producer = make_producer(self._settings)
         delay = 0.5
         while not self._stop.is_set():
             self._wake.clear()
             round_at = time.monotonic()
             try:
-                published = self._publish_batch(producer) if self._holds_claim() else 0
+                published = self._publish_batch() if self._holds_claim() else 0
                 delay = 0.5
             except Exception as error:  # the relay must outlive any outage, Kafka's or the database's
                 log.warning(
@@ -132,8 +142,7 @@ class Relay:
                     delay,
                     exc_info=not isinstance(error, KafkaException | StoreUnavailable),
                 )
-                if needs_new_client(error):
-                    producer = make_producer(self._settings)
+                self._producer = None  # the next round starts a new one, which aborts what this one left open
                 if isinstance(error, KafkaException):
                     self._claim.release()  # a replica that can reach Kafka publishes meanwhile
                 self._stop.wait(delay)
@@ -146,7 +155,7 @@ class Relay:
                 self._stop.wait(max(round_at + self._pacer.hold() - time.monotonic(), 0))
         try:
             if self._holds_claim():
-                self._publish_batch_before_exit(producer)
+                self._publish_batch_before_exit()
             self._claim.release()
         except StoreUnavailable:
             log.info("Outbox rows left unmarked at shutdown are sent again, with the same ce_id, on the next start")
@@ -154,17 +163,27 @@ class Relay:
     def _holds_claim(self) -> bool:
         """False while another live relay publishes this outbox."""
         held = self._claim.held()
-        if not held and self._unmarked:
-            self._mark_sent()  # what this relay sent before it lost the claim
+        if not held:
+            if self._unmarked:
+                self._mark_sent()  # what this relay sent before it lost the claim
+            self._producer = None  # fenced out by the next holder's anyway
         return held
 
-    def _publish_batch_before_exit(self, producer: Producer) -> None:
+    def _fenced_producer(self) -> Producer:
+        """This holder's producer. Making it fences every earlier holder's out."""
+        if self._producer is None:
+            producer = make_producer(self._settings, transactional_id=f"{self._settings.service}.outbox-relay")
+            producer.init_transactions(FLUSH_TIMEOUT_S)
+            self._producer = producer
+        return self._producer
+
+    def _publish_batch_before_exit(self) -> None:
         try:
-            self._publish_batch(producer, mark_now=True)
+            self._publish_batch(mark_now=True)
         except KafkaException:
             log.info("Outbox rows left unpublished at shutdown are sent on the next start")
 
-    def _publish_batch(self, producer: Producer, mark_now: bool = False) -> int:
+    def _publish_batch(self, mark_now: bool = False) -> int:
         rows = self._store.query(
             "SELECT id, topic, key, value, headers FROM outbox WHERE sent_at IS NULL AND id > ? ORDER BY id LIMIT ?",
             [self._unmarked[-1] if self._unmarked else 0, BATCH],
@@ -173,37 +192,35 @@ class Relay:
             if self._unmarked and (mark_now or self._mark_due_in() <= 0):
                 self._mark_sent()
             return 0
+        producer = self._fenced_producer()
         began = time.monotonic()
-        acknowledged: list[int] = []
-        failures: list[KafkaError] = []
+        producer.begin_transaction()
         for row in rows:
-            self._send(producer, row, acknowledged, failures)
-        unanswered = producer.flush(FLUSH_TIMEOUT_S)  # each send is acknowledged or failed by then
+            self._send(producer, row)
+        try:
+            producer.commit_transaction(FLUSH_TIMEOUT_S)  # all acknowledged and visible, or none
+        except KafkaException:
+            if self._unmarked:
+                self._mark_sent()  # the earlier batches' rows, which were committed
+            raise
         metrics.RELAY_PUBLISH.observe(time.monotonic() - began)
-        self._unmarked += sorted(acknowledged)
-        failed = bool(failures or unanswered)
-        if self._unmarked and (failed or mark_now or self._mark_due_in() <= 0):
+        self._unmarked += [row["id"] for row in rows]
+        if mark_now or self._mark_due_in() <= 0:
             self._mark_sent()
-        if failed:
-            raise KafkaException(failures[0] if failures else "no answer from Kafka")
         return len(rows)
 
     @staticmethod
-    def _send(producer: Producer, row: dict, acknowledged: list[int], failures: list[KafkaError]) -> None:
-        """Hand one row to the producer inside a producer span, child of the span that
-        wrote the row; Kafka's answer ends the span and lands in `acknowledged` or `failures`."""
+    def _send(producer: Producer, row: dict) -> None:
+        """Hand one row to the producer inside a producer span, child of the span
+        that wrote the row; Kafka's answer ends the span."""
         headers = dict(_headers(row["headers"]))
         span = tracing.publishing(row["topic"], row["key"], headers)
-
-        def answered(error: KafkaError | None, message) -> None:
-            tracing.published(span, error, message)
-            if error is None:
-                acknowledged.append(row["id"])
-            else:
-                failures.append(error)
-
         producer.produce(
-            row["topic"], value=row["value"], key=row["key"], headers=list(headers.items()), on_delivery=answered
+            row["topic"],
+            value=row["value"],
+            key=row["key"],
+            headers=list(headers.items()),
+            on_delivery=lambda error, message: tracing.published(span, error, message),
         )
 
     def _mark_due_in(self) -> float:

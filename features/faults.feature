@@ -53,3 +53,11 @@ Feature: Effects happen exactly once, whatever fails
     And every order is refunded once exactly when it was charged and cancelled
     And every order is emailed once per email it is owed
     And copies of an event on the topic share its id, whatever its kind
+
+  Scenario: A relay paused in the middle of a batch wakes after another took its claim
+    Given a relay that has sent the first of 3 outbox rows in a batch when it is paused
+    When its claim passes to another relay, which publishes the 3 rows
+    And the paused relay wakes and goes on with its batch
+    Then Kafka refuses the rest of its batch and it marks nothing sent
+    And a read_committed reader finds each of the 3 rows once
+    But a read_uncommitted reader also finds the first row's aborted copy

@@ -24,7 +24,7 @@ from wsgiref.util import setup_testing_defaults
 import psycopg
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, Message, TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -222,6 +222,7 @@ class FakeConsumer:
         self.waits: list[float] = []  # each poll()'s and consume()'s timeout
         self.on_commit = lambda: None
         self.assigned: list[TopicPartition] = []
+        self.positions: dict[int, int] = {}  # partition -> next offset to hand out, as the client keeps it
 
     def poll(self, timeout: float = -1) -> Message | None:
         self.waits.append(timeout)
@@ -229,12 +230,18 @@ class FakeConsumer:
         if not self._polls:
             self._stop.set()
         self._rest = records[1:]
-        return records[0] if records else None
+        return self._handed(records[:1])[0] if records else None
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
         self.waits.append(timeout)
         rest, self._rest = self._rest[:num_messages], self._rest[num_messages:]
-        return rest
+        return self._handed(rest)
+
+    def _handed(self, records: list[Message]) -> list[Message]:
+        for record in records:
+            if record.offset() is not None:  # an error not about a partition has none
+                self.positions[record.partition()] = record.offset() + (record.error() is None)
+        return records
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
         self.on_commit()
@@ -242,35 +249,52 @@ class FakeConsumer:
 
     def seek(self, partition: TopicPartition) -> None:
         self.seeks.append((partition.partition, partition.offset))
+        self.positions[partition.partition] = OFFSET_INVALID  # as librdkafka's until the next fetch
 
     def assignment(self) -> list[TopicPartition]:
-        return self.assigned
+        seen = [TopicPartition(TOPIC, number) for number in self.positions]
+        return self.assigned + [tp for tp in seen if tp.partition not in {a.partition for a in self.assigned}]
+
+    def get_watermark_offsets(self, partition: TopicPartition, cached: bool = False) -> tuple[int, int]:
+        return 0, max(self.positions.get(partition.partition, -1), -1)
 
     def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        return partitions
+        return [
+            TopicPartition(tp.topic, tp.partition, self.positions.get(tp.partition, tp.offset)) for tp in partitions
+        ]
 
 
 class FakeProducer:
-    """Takes sends as confluent-kafka's Producer does and answers them at the
-    flush: each acknowledged on partition 1 at the next offset, or failed for
-    the `failing` keys."""
+    """Takes sends as confluent-kafka's transactional Producer does and answers
+    them at the commit: each acknowledged on partition 1 at the next offset, or
+    failed for the `failing` keys, which fails the commit (nothing is visible)."""
 
     def __init__(self, failing: tuple[bytes, ...] = ()):
         self.sent: list[dict] = []
+        self.calls: list[str] = []  # init_transactions, begin_transaction, commit_transaction, in order
         self._failing = failing
         self._answers: list = []
+
+    def init_transactions(self, timeout=None) -> None:
+        self.calls.append("init_transactions")
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin_transaction")
 
     def produce(self, topic, value, key, headers, on_delivery):
         self.sent.append({"topic": topic, "key": key, "value": value, "headers": headers})
         error = KafkaError(KafkaError._MSG_TIMED_OUT, "broker said no") if key in self._failing else None
         message = Message(topic=topic, partition=1, offset=len(self.sent), key=key, value=value)
-        self._answers.append(lambda: on_delivery(error, message))
+        self._answers.append((error, lambda: on_delivery(error, message)))
 
-    def flush(self, timeout=None) -> int:
+    def commit_transaction(self, timeout=None) -> None:
+        self.calls.append("commit_transaction")
         answers, self._answers = self._answers, []
-        for answer in answers:
+        for _, answer in answers:
             answer()
-        return 0
+        failed = [error for error, _ in answers if error is not None]
+        if failed:
+            raise KafkaException(KafkaError(KafkaError._INCONSISTENT, failed[0].str(), txn_requires_abort=True))
 
 
 @pytest.fixture

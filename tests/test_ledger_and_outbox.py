@@ -52,16 +52,23 @@ def test_added_messages_are_pending(store):
     assert outbox.pending(store) == 2
 
 
-def relay(store, tmp_path) -> outbox.Relay:
-    return outbox.Relay(store, Settings(service="test", data_dir=tmp_path), threading.Event())
+@pytest.fixture
+def relay(store, tmp_path, monkeypatch):
+    """`relay(producer)`: a relay of the test's store that publishes through `producer`."""
+
+    def make(producer) -> outbox.Relay:
+        monkeypatch.setattr(outbox, "make_producer", lambda settings, transactional_id: producer)
+        return outbox.Relay(store, Settings(service="test", data_dir=tmp_path), threading.Event())
+
+    return make
 
 
-def test_headers_reach_kafka_byte_for_byte(store, tmp_path, fake_producer):
+def test_headers_reach_kafka_byte_for_byte(store, relay, fake_producer):
     headers = {"ce_type": b"OrderCreated", "binary": bytes(range(256)), "empty": b""}
     with store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers=headers, key=b"1", value=b'{"orderId": 1}'))
     producer = fake_producer()
-    assert relay(store, tmp_path)._publish_batch(producer) == 1
+    assert relay(producer)._publish_batch() == 1
     [sent] = producer.sent
     assert sent | {"headers": sent["headers"][:-1]} == {
         "topic": "orders.events",
@@ -73,42 +80,45 @@ def test_headers_reach_kafka_byte_for_byte(store, tmp_path, fake_producer):
     assert outbox.pending(store) == 0
 
 
-def test_a_message_kafka_did_not_acknowledge_stays_pending(store, tmp_path, fake_producer):
+def test_a_batch_kafka_did_not_acknowledge_in_full_stays_pending_in_full(store, relay, fake_producer):
+    """Its transaction failed: no row of it is visible to a read_committed consumer, so none is marked."""
     with store.transaction() as tx:
         for key in (b"1", b"2"):
             outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
     with pytest.raises(KafkaException, match="broker said no"):
-        relay(store, tmp_path)._publish_batch(fake_producer(failing=(b"2",)))
-    assert [row["key"] for row in store.query("SELECT key FROM outbox WHERE sent_at IS NULL")] == [b"2"]
+        relay(fake_producer(failing=(b"2",)))._publish_batch()
+    assert [row["key"] for row in store.query("SELECT key FROM outbox WHERE sent_at IS NULL")] == [b"1", b"2"]
 
 
-def test_rows_sent_in_quick_rounds_go_out_once_and_are_marked_in_one_transaction(store, tmp_path, fake_producer):
+def test_rows_sent_in_quick_rounds_go_out_once_and_are_marked_in_one_transaction(store, relay, fake_producer):
     def add(key: bytes) -> None:
         with store.transaction() as tx:
             outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
 
-    producer, quick = fake_producer(), relay(store, tmp_path)
+    producer = fake_producer()
+    quick = relay(producer)
     add(b"1")
-    quick._publish_batch(producer)  # the first round marks at once
+    quick._publish_batch()  # the first round marks at once
     add(b"2")
-    quick._publish_batch(producer)
+    quick._publish_batch()
     add(b"3")
-    quick._publish_batch(producer)
+    quick._publish_batch()
     assert outbox.pending(store) == 2  # acknowledged, marked together soon
-    assert quick._publish_batch(producer, mark_now=True) == 0
+    assert quick._publish_batch(mark_now=True) == 0
     assert [message["key"] for message in producer.sent] == [b"1", b"2", b"3"]
     assert outbox.pending(store) == 0
+    assert producer.calls == ["init_transactions"] + ["begin_transaction", "commit_transaction"] * 3
 
 
 def test_while_rows_keep_coming_relay_rounds_start_at_most_every_hold_the_pacer_sets(
-    store, tmp_path, monkeypatch, fake_producer
+    store, relay, monkeypatch, fake_producer
 ):
     rounds = []
 
     class CountingProducer(fake_producer):
-        def flush(self, timeout=None) -> int:
+        def begin_transaction(self) -> None:
             rounds.append(time.monotonic())
-            return super().flush(timeout)
+            super().begin_transaction()
 
     class HoldingPacer:
         def count(self, events: int) -> None:
@@ -118,9 +128,8 @@ def test_while_rows_keep_coming_relay_rounds_start_at_most_every_hold_the_pacer_
             return 0.02
 
     producer = CountingProducer()
-    monkeypatch.setattr(outbox, "make_producer", lambda settings: producer)
     monkeypatch.setattr(outbox, "Pacer", HoldingPacer)
-    busy = relay(store, tmp_path)
+    busy = relay(producer)
     busy.start()
     started = time.monotonic()
     for n in range(40):
@@ -191,13 +200,13 @@ def test_the_checkpoint_thread_ends_with_its_store(tmp_path):
     assert within(15.0, lambda: not thread.is_alive())
 
 
-def test_a_relay_that_lost_its_claim_still_marks_what_it_sent(store, tmp_path, fake_producer):
+def test_a_relay_that_lost_its_claim_still_marks_what_it_sent(store, relay, fake_producer):
     with store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"{}"))
-    first = relay(store, tmp_path)
+    first = relay(fake_producer())
     assert first._holds_claim()
     first._marked_at = time.monotonic()  # not due yet: the row stays unmarked
-    first._publish_batch(fake_producer())
+    first._publish_batch()
     assert outbox.pending(store) == 1
     first._claim.held = lambda: False  # as if it stalled and another relay took over
     assert not first._holds_claim()
@@ -215,3 +224,34 @@ def test_one_process_at_a_time_holds_a_claim_until_it_lets_go(store_settings):
     second.release()
     for store in stores:
         store.close()
+
+
+def test_each_time_a_relay_takes_the_claim_it_publishes_through_a_new_producer_that_fences_the_last(
+    store, tmp_path, monkeypatch, fake_producer
+):
+    """A new producer of the outbox's transactional id, initialised before its first send,
+    is what makes Kafka refuse everything an earlier holder (this one, paused, say) still sends."""
+    made: list[tuple[str, object]] = []
+
+    def make_producer(settings, transactional_id):
+        made.append((transactional_id, fake_producer()))
+        return made[-1][1]
+
+    monkeypatch.setattr(outbox, "make_producer", make_producer)
+    holder = outbox.Relay(store, Settings(service="billing", data_dir=tmp_path), threading.Event())
+
+    def publish(key: bytes) -> None:
+        with store.transaction() as tx:
+            outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
+        assert holder._holds_claim()
+        holder._publish_batch(mark_now=True)
+
+    publish(b"1")
+    publish(b"2")
+    holder._claim.held = lambda: False  # another replica took it over
+    assert not holder._holds_claim()
+    del holder._claim.held  # and let it go again
+    publish(b"3")
+    assert [transactional_id for transactional_id, _ in made] == ["billing.outbox-relay"] * 2
+    assert [[sent["key"] for sent in producer.sent] for _, producer in made] == [[b"1", b"2"], [b"3"]]
+    assert [producer.calls[0] for _, producer in made] == ["init_transactions"] * 2

@@ -83,21 +83,56 @@ def test_a_passing_error_is_only_reported_and_a_fatal_one_needs_a_new_client(fak
         Poller(fake_consumer([static_fenced]), pacer=FixedPacer(0.0)).poll()
 
 
-def test_offsets_are_committed_at_most_every_interval_and_at_close(fake_consumer, monkeypatch):
+def test_positions_are_committed_at_most_every_interval_and_at_close(fake_consumer, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr(kafka.time, "monotonic", lambda: clock[0])
     consumer = fake_consumer()
     poller = Poller(consumer)
-    partition = ("orders.events", 0)
-    poller.done({partition: 1})
+    consumer.positions[0] = 1
+    poller.done()
     clock[0] += kafka.COMMIT_INTERVAL / 2
-    poller.done({partition: 2})
+    consumer.positions[0] = 2
+    poller.done()
     assert consumer.commits == [(0, 1)]
     clock[0] += kafka.COMMIT_INTERVAL
-    poller.done({partition: 3})
-    poller.done({partition: 4})
+    consumer.positions[0] = 3
+    poller.done()
+    consumer.positions[0] = 4
+    poller.done()
     poller.close()
     assert consumer.commits == [(0, 1), (0, 3), (0, 4)]
+
+
+def test_the_position_past_a_transactions_commit_marker_is_committed_so_a_group_can_lag_by_zero(
+    fake_consumer, kafka_record
+):
+    """Offset 4 is the marker: no record has it, but the client's position steps over it."""
+    consumer = fake_consumer([kafka_record(offset=3)])
+    poller = Poller(consumer, pacer=FixedPacer(0.0))
+    poller.poll()
+    consumer.positions[0] = 5
+    poller.close()
+    assert consumer.commits == [(0, 5)]
+
+
+def test_a_partition_sought_back_is_committed_up_to_the_record_and_an_unmoved_one_is_not_committed_again(
+    fake_consumer, kafka_record, monkeypatch
+):
+    clock = [100.0]
+    monkeypatch.setattr(kafka.time, "monotonic", lambda: clock[0])
+    polled = [
+        kafka_record(offset=0, partition=0),
+        kafka_record(offset=1, partition=0),
+        kafka_record(offset=6, partition=1),
+    ]
+    consumer = fake_consumer(polled)
+    poller = Poller(consumer, pacer=FixedPacer(0.0))
+    poller.poll()
+    poller.seek(polled[1])  # its work failed: no position now, as librdkafka's after a seek
+    poller.done()
+    clock[0] += kafka.COMMIT_INTERVAL
+    poller.done()
+    assert consumer.commits == [(0, 1), (1, 7)]
 
 
 def test_a_seek_goes_back_to_the_record(fake_consumer, kafka_record):

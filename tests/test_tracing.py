@@ -86,12 +86,13 @@ def test_a_dead_lettered_message_span_carries_the_reason(store, stop, fake_consu
 
 
 def test_the_relay_sends_each_row_in_a_producer_span_child_of_the_span_that_wrote_it(
-    store, tmp_path, spans, fake_producer
+    store, tmp_path, spans, fake_producer, monkeypatch
 ):
     with tracing.span("writer") as writer, store.transaction() as tx:
         outbox.add_event(tx, SETTINGS, ORDER)
     producer = fake_producer()
-    outbox.Relay(store, Settings(service="orders", data_dir=tmp_path), threading.Event())._publish_batch(producer)
+    monkeypatch.setattr(outbox, "make_producer", lambda settings, transactional_id: producer)
+    outbox.Relay(store, Settings(service="orders", data_dir=tmp_path), threading.Event())._publish_batch()
 
     send = only(spans(), SpanKind.PRODUCER)
     assert send.parent.span_id == writer.get_span_context().span_id
