@@ -85,7 +85,7 @@ cluster: $(INSTALLED) prometheus ## The @brokers3 feature: three Kafka brokers, 
 
 spec: acceptance ## Run the features and write the living spec: one HTML page with each scenario's events
 
-browser-test: $(INSTALLED) prometheus ## Follow an order placed on the order page in headless Chromium (installs it if missing)
+browser-test: $(INSTALLED) $(NODE_INSTALLED) prometheus ## Follow an order placed on the order page in headless Chromium (installs it if missing)
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  echo "browser-test: installing Debian's chromium and chromium-driver"; \
 	  apt-get update -qq; \
