@@ -38,6 +38,7 @@ class Burst:
     """What happened to each order of a burst."""
 
     accepted: list[int] = field(default_factory=list)
+    accepted_at: dict[int, float] = field(default_factory=dict)  # wall-clock seconds, as Kafka's timestamps
     refused: list[int] = field(default_factory=list)
     slowest_answer: float = 0.0
     declined: list[int] = field(default_factory=list)  # placed above the credit limit
@@ -159,6 +160,8 @@ class Faults:
             cancelled = accepted and kind == "cancelled" and self._cancel_until_answered(order_id, begun)
             with lock:
                 (result.accepted if accepted else result.refused).append(order_id)
+                if accepted:
+                    result.accepted_at[order_id] = time.time()
                 result.slowest_answer = max(result.slowest_answer, time.monotonic() - begun)
                 if accepted and kind == "declined":
                     result.declined.append(order_id)

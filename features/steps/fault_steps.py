@@ -109,6 +109,7 @@ def step_exactly_once(context):
             "double_charges": sum(1 for charges, _ in effects.values() if charges > 1),
             "double_emails": sum(1 for _, emails in effects.values() if emails > 1),
             "slowest_answer_s": round(burst.slowest_answer, 2),
+            "longest_stall_s": round(longest_stall(driver, burst), 2),
         }
     )
     assert not wrong, f"(charges, emails) per order that is not (1, 1): {wrong}"
@@ -266,3 +267,12 @@ def step_page_follows(context):
             f"the page shows order {order_id} emailed",
             FAULT_TIMEOUT,
         )
+
+
+def longest_stall(driver, burst) -> float:
+    """The longest wait, over the burst's accepted orders, from the order's acceptance to its
+    first EmailSent reaching Kafka (one machine's clock: a figure, not a pass or fail)."""
+    return max(
+        min(seen.timestamp for seen in driver.events(order_id, "EmailSent")) / 1000 - burst.accepted_at[order_id]
+        for order_id in burst.accepted
+    )
