@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import waitress
 
-from eventbus import outbox
+from eventbus import outbox, tuning
 from eventbus.consumer import Handler
 from eventbus.contracts import timestamp
 from eventbus.kafka import TopicSize
@@ -113,7 +113,7 @@ def make_orders_app(
 
 def main() -> None:
     settings, http = checked(read_settings)
-    service = Service(settings, HANDLERS, create_tables, relaxed=True)  # following the chain is for the page
+    service = Service(settings, HANDLERS, create_tables, pace=tuning.BACKGROUND)  # following the chain is for the page
     # A link to a trace whose spans never left this process would lead nowhere.
     trace_view = http.trace_view if service.exports_traces else None
     dead_letters = TopicSize(settings, settings.dead_letter_topic)
