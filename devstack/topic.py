@@ -4,9 +4,19 @@ service's share of the work changes. The test driver and `make tail` read them
 this way."""
 
 import json
+import time
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 from devstack.kafka import client
 from eventbus import tracing
@@ -17,6 +27,7 @@ TOPICS = (DEFAULTS.topic, DEFAULTS.dead_letter_topic)
 TIMEOUT_S = 10  # for an answer about the topics: partitions, end offsets
 Partition = tuple[str, int]  # (topic, partition)
 BATCH = 500  # messages taken at once
+GROUPS = ("orders", "billing", "notifications")  # each service's consumer group is its name
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,43 @@ def partitions(consumer: Consumer, topics: tuple[str, ...], timeout: float = TIM
 def end_offsets(consumer: Consumer, assigned: list[TopicPartition], timeout: float = TIMEOUT_S) -> dict[Partition, int]:
     """The offset the next message on each partition will get."""
     return {(tp.topic, tp.partition): consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in assigned}
+
+
+def lag_by_group(bootstrap_servers: str, groups: tuple[str, ...] = GROUPS) -> dict[str, int]:
+    """For each consumer group, the messages on orders.events it has not
+    committed yet (a partition it never committed lags by all it holds)."""
+    consumer = bystander(bootstrap_servers)
+    try:
+        assigned = partitions(consumer, (DEFAULTS.topic,))
+        ends = end_offsets(consumer, assigned)
+    finally:
+        consumer.close()
+    admin = AdminClient(client(bootstrap_servers))
+    lag = {}
+    for group in groups:
+        committed = _committed(admin, group, assigned)
+        lag[group] = sum(  # max(): a commit may land between reading the ends and the offsets
+            max(end - committed.get(partition, 0), 0) for partition, end in ends.items()
+        )
+    return lag
+
+
+def _committed(admin: AdminClient, group: str, assigned: list[TopicPartition]) -> dict[Partition, int]:
+    """The group's committed offsets; a partition it never committed is left out."""
+    asked = ConsumerGroupTopicPartitions(group, assigned)
+    answer = _retrying(lambda: admin.list_consumer_group_offsets([asked])[group].result())
+    return {(tp.topic, tp.partition): tp.offset for tp in answer.topic_partitions if tp.offset >= 0}
+
+
+def _retrying(call, attempts: int = 20):
+    """A group coordinator still loading its offsets answers with a retriable error."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except KafkaException as error:
+            if not error.args[0].retriable() or attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
 
 
 def arrived(consumer: Consumer, timeout: float) -> list[Message]:

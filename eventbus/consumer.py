@@ -19,6 +19,7 @@ from eventbus.envelope import PoisonMessage, open_message
 from eventbus.kafka import Partition, Poller
 from eventbus.settings import Settings
 from eventbus.store import Store, StoreUnavailable, Transaction
+from eventbus.tuning import PROMPT, Pace
 
 log = logging.getLogger(__name__)
 FIRST_BACKOFF, MAX_BACKOFF = 0.05, 10.0  # seconds
@@ -64,7 +65,7 @@ class ConsumerLoop:
         handlers: dict[type, Handler],
         published: Callable[[], None],
         polled: Callable[[], None] = lambda: None,
-        relaxed: bool = False,
+        pace: Pace = PROMPT,
     ):
         self._consumer = consumer
         self._store = store
@@ -75,7 +76,7 @@ class ConsumerLoop:
         self._backoff = 0.0
         self._failing: set[tuple[str, int, int]] = set()
         self._queued = False  # something went into the outbox: wake the relay
-        self._poller = Poller(consumer, relaxed)
+        self._poller = Poller(consumer, pace)
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():

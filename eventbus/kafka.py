@@ -13,22 +13,14 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from eventbus.pacing import Pacer
 from eventbus.settings import Settings
+from eventbus.tuning import PROMPT, Pace, Pacer
 
 log = logging.getLogger(__name__)
 Partition = tuple[str, int]  # (topic, partition)
 COMMIT_INTERVAL = 1.0  # seconds
-BATCH = 500  # records one poll takes at most
-# A relaxed consumer's half-second fetches bring hundreds of records at once; it
-# takes them this many at a time, so that each store transaction is short and
-# an HTTP request writing to the same store waits for one of them, not for all.
-RELAXED_BATCH = 16
 IDLE_POLL_S = 0.5  # how long a poll waits when nothing has arrived
 SEND_TIMEOUT_MS = 10_000  # a send Kafka has not acknowledged by then fails, so a flush can wait it out
-# A relaxed consumer (nobody waits on it) has the broker hold each fetch until
-# it fills or 500 ms pass: a few fetches a second at any rate.
-RELAXED = {"fetch.min.bytes": 1024 * 1024, "fetch.wait.max.ms": 500}
 CLIENT = {
     "reconnect.backoff.max.ms": 2_000,
     "log.connection.close": False,  # an idle connection the broker closes is not news
@@ -56,7 +48,7 @@ def make_producer(settings: Settings, transactional_id: str | None = None) -> Pr
     return Producer(config)
 
 
-def make_consumer(settings: Settings, group: str, relaxed: bool = False) -> Consumer:
+def make_consumer(settings: Settings, group: str, pace: Pace = PROMPT) -> Consumer:
     """Offsets are committed by the consumer loop, only after the work is durable.
 
     With an instance id (static membership), a restarted process takes back its
@@ -73,7 +65,7 @@ def make_consumer(settings: Settings, group: str, relaxed: bool = False) -> Cons
     }
     if settings.instance:
         config["group.instance.id"] = settings.instance
-    consumer = Consumer(config | (RELAXED if relaxed else {}))
+    consumer = Consumer(config | pace.fetch)
     consumer.subscribe([settings.topic])
     return consumer
 
@@ -172,10 +164,11 @@ class TopicSize:
 class Poller:
     """How every consumer of ours polls and commits.
 
-    A poll returns as soon as a record is there. When the process is short of
-    CPU, the pacer (eventbus/pacing.py) says how long to wait for more to
-    join it: they are then handled in one store transaction, which costs
-    about the same for one record as for twenty.
+    A poll returns as soon as a record is there, and takes what else has
+    arrived, up to the pace's batch. When the process is short of CPU, the
+    pacer (eventbus.tuning) says how long to wait for more to join it: they are
+    then handled in one store transaction, which costs about the same for one
+    record as for twenty.
 
     Offsets of finished work are committed at most every COMMIT_INTERVAL (and
     at close): committing less often only means more idempotent redelivery
@@ -184,9 +177,9 @@ class Poller:
     commit markers of transactions (the relays publish in them), so a group
     that has read everything lags by 0, not by one marker per partition."""
 
-    def __init__(self, consumer: Consumer, relaxed: bool = False, pacer: Pacer | None = None):
+    def __init__(self, consumer: Consumer, pace: Pace = PROMPT, pacer: Pacer | None = None):
         self._consumer = consumer
-        self._relaxed = relaxed
+        self._pace = pace
         self._pacer = pacer or Pacer()
         self._committed: dict[Partition, int] = {}
         self._sought: dict[Partition, int] = {}  # where a partition was sought back to, until fetched again
@@ -196,9 +189,8 @@ class Poller:
         """The records that arrived, by partition, in order. Raises KafkaException
         when the client failed for good (a fatal error): start over with a new one."""
         first = self._consumer.poll(IDLE_POLL_S)  # at once when a record is there (consume() waits out 200 ms)
-        hold = 0.0 if self._relaxed or first is None else self._pacer.hold()
-        most = RELAXED_BATCH if self._relaxed else BATCH
-        records = [first, *self._consumer.consume(most - 1, hold)] if first is not None else []
+        hold = self._pacer.hold() if first is not None and self._pace.paced else 0.0
+        records = [first, *self._consumer.consume(self._pace.batch - 1, hold)] if first is not None else []
         batches: dict[Partition, list[Message]] = {}
         for record in records:
             if record.error() is None:

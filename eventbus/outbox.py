@@ -25,9 +25,9 @@ from eventbus import metrics, tracing
 from eventbus.contracts import Event, timestamp
 from eventbus.envelope import seal
 from eventbus.kafka import SEND_TIMEOUT_MS, make_producer
-from eventbus.pacing import Pacer
 from eventbus.settings import Settings
 from eventbus.store import Store, StoreUnavailable, Transaction
+from eventbus.tuning import Pacer
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -151,7 +151,7 @@ class Relay:
             if published < BATCH:
                 self._wake.wait(IDLE_POLL if not self._unmarked else max(self._mark_due_in(), 0.001))
             self._pacer.count(published)
-            if published:  # short of CPU, rows gather a moment (eventbus/pacing.py)
+            if published:  # short of CPU, rows gather a moment (eventbus.tuning)
                 self._stop.wait(max(round_at + self._pacer.hold() - time.monotonic(), 0))
         try:
             if self._holds_claim():

@@ -5,14 +5,13 @@ its traces and, on METRICS_PORT when set, its metrics."""
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 
 from confluent_kafka import KafkaException
 
-from eventbus import health, ledger, metrics, outbox, tracing
+from eventbus import health, ledger, metrics, outbox, tracing, tuning
 from eventbus.consumer import ConsumerLoop, Handler
 from eventbus.contracts import Event
 from eventbus.kafka import make_consumer
@@ -21,10 +20,6 @@ from eventbus.store import Store, Transaction, open_store
 
 log = logging.getLogger(__name__)
 STOP_WITHIN = 4.0  # seconds from SIGTERM to exit, whatever Kafka does; `make run` waits 5
-# Each service runs three or more Python threads (consumer, relay, HTTP); a
-# thread woken by the network waits for the GIL up to this long (Python's
-# default is 5 ms), and that wait lands on every hop.
-SWITCH_INTERVAL_S = 0.001
 BEAT_EVERY_S = 1.0  # the heartbeat file is touched at most this often (it goes stale after 30 s)
 
 
@@ -55,16 +50,15 @@ class Service:
         settings: Settings,
         handlers: dict[type, Handler],
         create_tables: Callable[[Store], None] = lambda store: None,
-        relaxed: bool = False,
+        pace: tuning.Pace = tuning.PROMPT,
     ):
-        """`relaxed`: nothing waits on what this service's consumer does, so it
-        polls a few times a second whatever the rate (see eventbus.kafka.Poller)."""
+        """`pace`: how its consumer reads (see eventbus.tuning)."""
+        tuning.tune_process()
         tracing.configure_logging(settings.log_level)
         self.exports_traces = tracing.configure(settings.service, settings.traces_exporter, settings.traces_endpoint)
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.settings = settings
         self.handlers = handlers
-        self.relaxed = relaxed
+        self.pace = pace
         self.stop = threading.Event()
         self.crashed = False
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # the heartbeat's, whatever the store
@@ -126,7 +120,7 @@ class Service:
         (the work since the last commit is redone, idempotently)."""
         group = self.settings.service
         while not self.stop.is_set():
-            consumer = make_consumer(self.settings, group, relaxed=self.relaxed)
+            consumer = make_consumer(self.settings, group, self.pace)
             try:
                 loop = ConsumerLoop(
                     consumer,
@@ -135,7 +129,7 @@ class Service:
                     self.handlers,
                     self.relay.wake,
                     polled=self._heartbeat,
-                    relaxed=self.relaxed,
+                    pace=self.pace,
                 )
                 loop.run(self.stop)
             except KafkaException as error:

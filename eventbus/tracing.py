@@ -231,9 +231,5 @@ def configure_logging(level: str = "INFO") -> None:
     handler.addFilter(_TraceFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s [trace=%(trace)s]"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # The format shows none of these, and each costs a call per record (the
-    # logging HOWTO's "Optimization" section); _srcfile=None skips the stack walk.
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None
     logging.getLogger("librdkafka").setLevel(logging.CRITICAL)  # outages are reported by our own warnings
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # a short queue under bursts is normal

@@ -19,7 +19,18 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from devstack.kafka import client
-from devstack.topic import BATCH, TOPICS, Partition, Seen, bystander, end_offsets, partitions, reader, seen
+from devstack.topic import (
+    BATCH,
+    TOPICS,
+    Partition,
+    Seen,
+    bystander,
+    end_offsets,
+    lag_by_group,
+    partitions,
+    reader,
+    seen,
+)
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -265,11 +276,24 @@ class Driver:
         wait_until(lambda: text in self.logs.text(service), f"{service} logs {text!r}")
 
     def settle(self) -> None:
-        """Make sure whatever the system published so far has been read: place a
-        marker order, wait for its OrderCreated, then read the topics to their end.
-        The outbox publishes in order, so anything queued before it is there too."""
+        """Wait until every late copy would have arrived: place a marker order and
+        wait for its OrderCreated (the outbox publishes in order, so anything queued
+        before it is there too); then until every service's consumer group has
+        committed up to the topic's end twice in a row (a service commits after its
+        store's commit, and its relay publishes what that work queued right after);
+        then read the topics to their end."""
         marker = self.new_order_id()
         reply = self.post_order({"orderId": marker, "userId": 1, "itemId": 1, "qty": 1})
         assert reply.status == 201, reply
         self.wait_for_event(marker, "OrderCreated")
+        checks: list[dict[str, int]] = []
+
+        def caught_up_twice() -> bool:
+            checks.append(lag_by_group(self.bootstrap_servers))
+            return not any(checks[-1].values()) and len(checks) > 1 and not any(checks[-2].values())
+
+        try:
+            wait_until(caught_up_twice, "every service has read orders.events to its end")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; still to read, by group: {checks[-1]}") from None
         self.topic.caught_up()

@@ -7,4 +7,6 @@ Feature: Every captured payment ends in an email
     Then every one of those orders is paid once and emailed once
 
   Scenario: No payment so far is left without its email
+    Given customer 7 has ordered 1 of item 3 under an order number of their own
+    And the order has been paid and emailed
     Then every payment captured so far is followed by its email

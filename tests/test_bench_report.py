@@ -79,3 +79,9 @@ def test_publish_writes_the_page_and_copies_the_picture(tmp_path):
 
 def test_a_bar_in_a_cell_does_not_split_the_row():
     assert report._cell("a|b") == "a\\|b" and report._cell("") == " "
+
+
+def test_every_target_is_judged_from_one_file_and_says_where_it_came_from():
+    judged = set(report.targets(run())) | {"rss_mb", "broker_heap_mb"}
+    assert judged == set(report.TARGETS)
+    assert all(target["source"] for target in report.TARGETS.values())

@@ -45,13 +45,8 @@ def test_containers_are_named_as_the_brief_expects():
 
 
 def test_only_loopback_ports_are_published():
-    published = {name: service["ports"] for name, service in COMPOSE["services"].items() if "ports" in service}
-    assert published == {
-        "kafka": ["127.0.0.1:9092:9092"],
-        "orders": ["127.0.0.1:5002:5002"],
-        "zipkin": ["127.0.0.1:9411:9411"],
-        "prometheus": ["127.0.0.1:9090:9090"],
-    }
+    published = [port for service in COMPOSE["services"].values() for port in service.get("ports", [])]
+    assert published and all(port.startswith("127.0.0.1:") for port in published), published
 
 
 def test_every_long_running_service_has_a_healthcheck_and_restarts():
@@ -86,7 +81,9 @@ def test_the_dependency_layer_comes_before_the_service_argument_so_the_images_sh
 
 def test_images_run_as_a_non_root_user_with_python_replacing_the_shell():
     assert re.search(r"^USER (?!root)\w+", DOCKERFILE, re.MULTILINE)
-    assert re.search(r'^CMD \["sh", "-c", "exec python -m \\"services\.\$SERVICE\\""\]$', DOCKERFILE, re.MULTILINE)
+    (command,) = [json.loads(line.removeprefix("CMD ")) for line in DOCKERFILE.splitlines() if line.startswith("CMD ")]
+    # SIGTERM from `docker stop` must reach python itself, not a shell that would not pass it on
+    assert command[:2] != ["sh", "-c"] or command[2].startswith("exec python "), command
 
 
 SERVICES = ("orders", "billing", "notifications")

@@ -18,6 +18,7 @@ from referencing.jsonschema import DRAFT202012
 from eventbus import contracts, service
 from eventbus.envelope import open_message, seal
 from eventbus.settings import Settings
+from services.orders import decisions, placing
 from services.orders import service as orders
 
 SAMPLES = {
@@ -63,7 +64,8 @@ def grown_contracts(monkeypatch):
     monkeypatch.setattr(contracts, "schema", lambda contract: schemas.get(contract) or original(contract))
     for name, cls in list(contracts.EVENT_TYPES.items()):
         monkeypatch.setitem(contracts.EVENT_TYPES, name, regenerated(cls, schemas[name]))
-    monkeypatch.setattr(orders, "OrderCreated", contracts.EVENT_TYPES["OrderCreated"])
+    for module in (decisions, placing):
+        monkeypatch.setattr(module, "OrderCreated", contracts.EVENT_TYPES["OrderCreated"])
     _clear_caches()
     yield schemas
     _clear_caches()
@@ -134,7 +136,7 @@ def test_every_documented_operation_is_checked_below():
 def orders_app(tmp_path, monkeypatch):
     """The orders API over a real store, connected to nothing."""
     monkeypatch.setattr(service.tracing, "configure_logging", lambda level: None)
-    svc = service.Service(Settings(service="orders", data_dir=tmp_path), orders.HANDLERS, orders.create_tables)
+    svc = service.Service(Settings(service="orders", data_dir=tmp_path), orders.HANDLERS, placing.create_tables)
     return orders.make_orders_app(svc, max_body_bytes=16384)
 
 

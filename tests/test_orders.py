@@ -21,8 +21,10 @@ from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
 from generated.payment_declined import PaymentDeclined
 from generated.payment_refunded import PaymentRefunded
+from services.orders import decisions, placing, read_model
 from services.orders import service as orders
-from services.orders.api import make_app, timeline
+from services.orders.api import make_app
+from services.orders.read_model import timeline
 
 TS = "2026-11-27T10:00:00.000Z"
 ORDER = OrderCreated(orderId=1, userId=1, itemId=2, qty=1, ts=TS)
@@ -35,23 +37,23 @@ EXTRA = field_not_in("CreateOrderRequest")  # a field the request contract does 
 
 
 def test_a_new_order_is_created_with_the_given_id_and_time():
-    decision = orders.decide(CreateOrderRequest(**BODY), None, 5, TS)
-    assert decision == orders.Decision("created", OrderCreated(orderId=5, **BODY, ts=TS))
+    decision = decisions.decide(CreateOrderRequest(**BODY), None, 5, TS)
+    assert decision == decisions.Decision("created", OrderCreated(orderId=5, **BODY, ts=TS))
 
 
 def test_the_same_order_again_is_replayed_as_it_was():
-    decision = orders.decide(CreateOrderRequest(**BODY, orderId=1), ORDER, 1, "2026-11-28T00:00:00.000Z")
-    assert decision == orders.Decision("replayed", ORDER)
+    decision = decisions.decide(CreateOrderRequest(**BODY, orderId=1), ORDER, 1, "2026-11-28T00:00:00.000Z")
+    assert decision == decisions.Decision("replayed", ORDER)
 
 
 @pytest.mark.parametrize("change", [{"userId": 2}, {"itemId": 3}, {"qty": 2}])
 def test_the_same_id_with_other_fields_is_a_conflict(change):
-    decision = orders.decide(CreateOrderRequest(**BODY | change, orderId=1), ORDER, 1, TS)
-    assert decision == orders.Decision("conflict", ORDER)
+    decision = decisions.decide(CreateOrderRequest(**BODY | change, orderId=1), ORDER, 1, TS)
+    assert decision == decisions.Decision("conflict", ORDER)
 
 
 def test_a_new_order_without_an_id_left_is_refused_as_exhausted():
-    assert orders.decide(CreateOrderRequest(**BODY), None, None, TS) == orders.Decision("exhausted")
+    assert decisions.decide(CreateOrderRequest(**BODY), None, None, TS) == decisions.Decision("exhausted")
 
 
 # --- next_order_id ----------------------------------------------------------------
@@ -70,15 +72,15 @@ def test_a_new_order_without_an_id_left_is_refused_as_exhausted():
     ],
 )
 def test_the_next_automatic_id_skips_the_ids_clients_took_and_stops_at_the_maximum(last, taken, expected):
-    assert orders.next_order_id(last, taken, maximum=10) == expected
+    assert decisions.next_order_id(last, taken, maximum=10) == expected
 
 
 def test_the_taken_ids_are_read_only_up_to_the_first_gap():
-    assert orders.next_order_id(0, itertools.chain([1, 2], itertools.count(10)), maximum=2**53) == 3
+    assert decisions.next_order_id(0, itertools.chain([1, 2], itertools.count(10)), maximum=2**53) == 3
 
 
 def test_the_largest_automatic_id_is_the_largest_the_api_takes_back():
-    assert orders.MAX_ORDER_ID == 2**53 - 1
+    assert decisions.MAX_ORDER_ID == 2**53 - 1
 
 
 # --- the HTTP API ---------------------------------------------------------------
@@ -93,10 +95,10 @@ class FakeOrders:
         self.traces: list[str | None] = []
         self.rows: dict[int, dict] = {}
 
-    def place(self, request: CreateOrderRequest) -> orders.Decision:
+    def place(self, request: CreateOrderRequest) -> decisions.Decision:
         self.placed.append(request)
         self.traces.append(tracing.current_trace_id())
-        return orders.Decision(self.outcome, None if self.outcome == "exhausted" else ORDER)
+        return decisions.Decision(self.outcome, None if self.outcome == "exhausted" else ORDER)
 
 
 @pytest.fixture
@@ -294,7 +296,7 @@ def orders_settings(store_settings, monkeypatch) -> Settings:
 @pytest.fixture
 def orders_service(orders_settings):
     """The orders Service on each store; it connects to no broker until run()."""
-    return service.Service(orders_settings, orders.HANDLERS, orders.create_tables)
+    return service.Service(orders_settings, orders.HANDLERS, placing.create_tables)
 
 
 def queued(orders_service) -> list[dict]:
@@ -302,8 +304,8 @@ def queued(orders_service) -> list[dict]:
     return [{"payload": json.loads(row["value"]), "ce_id": json.loads(row["headers"])["ce_id"]} for row in rows]
 
 
-def place(orders_service, max_order_id=orders.MAX_ORDER_ID, **fields) -> orders.Decision:
-    return orders.place_order(orders_service, CreateOrderRequest(**BODY | fields), max_order_id)
+def place(orders_service, max_order_id=decisions.MAX_ORDER_ID, **fields) -> decisions.Decision:
+    return placing.place_order(orders_service, CreateOrderRequest(**BODY | fields), max_order_id)
 
 
 def test_orders_without_an_id_are_numbered_1_2_3(orders_service):
@@ -312,7 +314,7 @@ def test_orders_without_an_id_are_numbered_1_2_3(orders_service):
 
 
 def test_a_clients_largest_id_does_not_move_the_automatic_ids(orders_service):
-    assert place(orders_service, orderId=orders.MAX_ORDER_ID).outcome == "created"
+    assert place(orders_service, orderId=decisions.MAX_ORDER_ID).outcome == "created"
     assert [place(orders_service).order.orderId for _ in range(2)] == [1, 2]
 
 
@@ -336,7 +338,7 @@ def test_when_every_id_is_taken_new_orders_are_refused_and_replays_still_work(or
 
 def test_concurrent_orders_in_two_processes_sharing_the_store_get_distinct_ids(orders_service, orders_settings):
     """Two Services on one store stand for two orders processes (on two hosts, with PostgreSQL)."""
-    other = service.Service(orders_settings, orders.HANDLERS, orders.create_tables)
+    other = service.Service(orders_settings, orders.HANDLERS, placing.create_tables)
     ids: list[int] = []
 
     def place_some(each_service):
@@ -348,7 +350,7 @@ def test_concurrent_orders_in_two_processes_sharing_the_store_get_distinct_ids(o
 
 
 def test_automatic_and_client_chosen_ids_in_two_processes_never_collide(orders_service, orders_settings):
-    other = service.Service(orders_settings, orders.HANDLERS, orders.create_tables)
+    other = service.Service(orders_settings, orders.HANDLERS, placing.create_tables)
     outcomes: list[tuple[str, int]] = []
 
     def automatic(each_service):
@@ -370,7 +372,7 @@ def test_automatic_and_client_chosen_ids_in_two_processes_never_collide(orders_s
 
 @pytest.mark.parametrize("second_qty", [1, 2], ids=["same fields", "other fields"])
 def test_one_order_id_posted_to_two_processes_at_once_is_created_once(orders_service, orders_settings, second_qty):
-    other = service.Service(orders_settings, orders.HANDLERS, orders.create_tables)
+    other = service.Service(orders_settings, orders.HANDLERS, placing.create_tables)
     for order_id in range(1, 11):
         outcomes: list[str] = []
 
@@ -402,13 +404,13 @@ def test_a_conflicting_order_queues_nothing(orders_service):
     place(orders_service, orderId=7)
     assert place(orders_service, orderId=7, qty=2).outcome == "conflict"
     assert len(queued(orders_service)) == 1
-    assert orders.find_order(orders_service, 7)["qty"] == 1
+    assert read_model.find_order(orders_service, 7)["qty"] == 1
 
 
 def test_find_order_knows_only_placed_orders(orders_service):
     place(orders_service, orderId=7)
-    assert orders.find_order(orders_service, 7)["userId"] == 1
-    assert orders.find_order(orders_service, 8) is None
+    assert read_model.find_order(orders_service, 7)["userId"] == 1
+    assert read_model.find_order(orders_service, 8) is None
 
 
 def test_tracking_fills_in_the_chain_and_ignores_repeats(orders_service):
@@ -423,14 +425,16 @@ def test_tracking_fills_in_the_chain_and_ignores_repeats(orders_service):
     ]
     with orders_service.store.transaction() as tx:
         for event in events:
-            assert orders.track(event, tx) == []
-    row = orders.find_order(orders_service, 1)
+            assert read_model.track(event, tx) == []
+    row = read_model.find_order(orders_service, 1)
     chain = {name: row[name] for name in ("created", "paid", "amount", "emailed", "to")}
     assert chain == {"created": TS, "paid": TS, "amount": 100, "emailed": TS, "to": "user1@test.com"}
 
 
 def test_an_order_id_too_large_to_store_is_not_found(call, orders_service):
-    app = make_app(place=None, find=lambda order_id: orders.find_order(orders_service, order_id), max_body_bytes=200)
+    app = make_app(
+        place=None, find=lambda order_id: read_model.find_order(orders_service, order_id), max_body_bytes=200
+    )
     assert call(app, "GET", f"/orders/{2**64}").status == 404
 
 
@@ -438,9 +442,9 @@ def test_an_id_past_the_contracts_largest_is_never_looked_up(call):
     """One largest id, the contract's: no order can have a larger one."""
     asked = []
     app = make_app(place=None, find=lambda order_id: asked.append(order_id), max_body_bytes=200)
-    assert call(app, "GET", f"/orders/{orders.MAX_ORDER_ID + 1}").status == 404
-    assert call(app, "GET", f"/orders/{orders.MAX_ORDER_ID}").status == 404
-    assert asked == [orders.MAX_ORDER_ID]
+    assert call(app, "GET", f"/orders/{decisions.MAX_ORDER_ID + 1}").status == 404
+    assert call(app, "GET", f"/orders/{decisions.MAX_ORDER_ID}").status == 404
+    assert asked == [decisions.MAX_ORDER_ID]
 
 
 def test_placing_an_order_queues_it_for_the_relay(orders_service):
@@ -543,31 +547,31 @@ def test_tracking_keeps_the_trace_the_event_arrived_in(orders_service, kafka_rec
     with tracing.span("publish") as sent:
         headers = tracing.inject({})
     with tracing.consuming(kafka_record(headers=headers), "orders"), orders_service.store.transaction() as tx:
-        orders.track(ORDER, tx)
-    assert orders.find_order(orders_service, 1)["trace"] == f"{sent.get_span_context().trace_id:032x}"
+        read_model.track(ORDER, tx)
+    assert read_model.find_order(orders_service, 1)["trace"] == f"{sent.get_span_context().trace_id:032x}"
 
 
 def test_an_event_that_came_in_no_trace_leaves_none_that_a_rebuild_could_not_know(orders_service, kafka_record):
     place(orders_service, orderId=1)
     with tracing.consuming(kafka_record(headers={}), "orders"), orders_service.store.transaction() as tx:
-        orders.track(ORDER, tx)
-    assert orders.find_order(orders_service, 1)["trace"] is None
+        read_model.track(ORDER, tx)
+    assert read_model.find_order(orders_service, 1)["trace"] is None
 
 
 def test_the_latest_orders_are_listed_newest_first(orders_service):
     for _ in range(3):
         place(orders_service)
-    assert [row["orderId"] for row in orders.latest_orders(orders_service, 2)] == [3, 2]
+    assert [row["orderId"] for row in read_model.latest_orders(orders_service, 2)] == [3, 2]
 
 
 def test_an_order_is_on_the_topic_once_kafka_acknowledged_its_first_order_created(orders_service):
     place(orders_service, orderId=12)
     place(orders_service, orderId=1)
-    assert [row["onTopic"] for row in orders.latest_orders(orders_service, 2)] == [None, None]
+    assert [row["onTopic"] for row in read_model.latest_orders(orders_service, 2)] == [None, None]
     with orders_service.store.transaction() as tx:
         tx.execute("UPDATE outbox SET sent_at = ? WHERE key = ?", [LATER, b"12"])
     place(orders_service, orderId=12)  # replayed: a second OrderCreated, not sent yet
-    by_id = {row["orderId"]: row["onTopic"] for row in orders.latest_orders(orders_service, 2)}
+    by_id = {row["orderId"]: row["onTopic"] for row in read_model.latest_orders(orders_service, 2)}
     assert by_id == {12: LATER, 1: None}
 
 
@@ -578,7 +582,7 @@ def test_an_order_is_on_the_topic_once_kafka_acknowledged_its_first_order_create
     "exists, before, outcome", [(False, False, "unknown"), (True, False, "cancelled"), (True, True, "already")]
 )
 def test_a_cancel_cancels_a_known_order_once(exists, before, outcome):
-    assert orders.decide_cancel(exists, before) == outcome
+    assert decisions.decide_cancel(exists, before) == outcome
 
 
 def cancelled_events(orders_service) -> list[dict]:
@@ -591,9 +595,9 @@ def test_a_customers_cancel_is_202_then_200_and_one_order_cancelled(call, orders
     first, again = (call(app, "POST", "/orders/7/cancel") for _ in range(2))
     assert (first.status, again.status) == (202, 200)
     assert first.json["status"] == again.json["status"] == "cancelled"
-    assert (again.json["reason"], again.json["refunded"]) == (orders.CUSTOMER_CANCELLED, False)
+    assert (again.json["reason"], again.json["refunded"]) == (placing.CUSTOMER_CANCELLED, False)
     assert [(event["orderId"], event["reason"]) for event in cancelled_events(orders_service)] == [
-        (7, orders.CUSTOMER_CANCELLED)
+        (7, placing.CUSTOMER_CANCELLED)
     ]
 
 
@@ -608,7 +612,7 @@ def test_ten_concurrent_cancels_publish_one_order_cancelled(orders_service):
     place(orders_service, orderId=7)
     outcomes: list[str] = []
     threads = [
-        threading.Thread(target=lambda: outcomes.append(orders.cancel_order(orders_service, 7)[0])) for _ in range(10)
+        threading.Thread(target=lambda: outcomes.append(placing.cancel_order(orders_service, 7)[0])) for _ in range(10)
     ]
     for thread in threads:
         thread.start()
@@ -627,13 +631,13 @@ def test_a_declined_payment_cancels_the_order_with_its_reason_once(orders_servic
         [cancelled] = handler.handle(declined, tx)
         assert handler.handle(declined, tx) == []  # even past the ledger, the cancellation is there once
     assert (cancelled.orderId, cancelled.reason) == (7, declined.reason)
-    row = orders.find_order(orders_service, 7)
+    row = read_model.find_order(orders_service, 7)
     assert (row["declined"], row["reason"]) == (TS, declined.reason)
 
 
 def test_a_cancelled_order_shows_its_refund_and_its_emails(call, orders_service):
     place(orders_service, orderId=1)
-    orders.cancel_order(orders_service, 1)
+    placing.cancel_order(orders_service, 1)
     later = "2026-11-27T10:00:09.000Z"
     events = [
         PaymentCaptured(orderId=1, amount=100, ts=TS),
@@ -651,7 +655,7 @@ def test_a_cancelled_order_shows_its_refund_and_its_emails(call, orders_service)
     expected = {"paid": TS, "emailed": TS, "declined": None, "refunded": later, "refund": 100}
     assert shown["chain"].items() >= (expected | {"cancelEmailed": later, "refundEmailed": later}).items()
     assert shown["chain"]["cancelled"] is not None
-    steps = [hop["step"] for hop in timeline(orders.find_order(orders_service, 1) | {"onTopic": None})["timeline"]]
+    steps = [hop["step"] for hop in timeline(read_model.find_order(orders_service, 1) | {"onTopic": None})["timeline"]]
     assert steps == ["accepted", "created", "paid", "emailed", "cancelled", "refunded"]
 
 

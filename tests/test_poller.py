@@ -6,6 +6,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 from eventbus import kafka
 from eventbus.envelope import seal
 from eventbus.kafka import Poller
+from eventbus.tuning import BACKGROUND
 from generated.order_created import OrderCreated
 
 
@@ -48,18 +49,18 @@ def test_a_poll_waits_for_more_only_as_long_as_the_pacer_says(fake_consumer, kaf
     assert pacer.counted == [3, 1, 0, 3]
 
 
-def test_a_relaxed_poller_never_waits_for_more(fake_consumer, kafka_record):
+def test_a_background_poller_never_waits_for_more(fake_consumer, kafka_record):
     consumer = fake_consumer([order_record(kafka_record)] * 3, [])
-    poller = Poller(consumer, relaxed=True, pacer=FixedPacer(0.02, 0.02))
+    poller = Poller(consumer, pace=BACKGROUND, pacer=FixedPacer(0.02, 0.02))
     poller.poll()
     poller.poll()
     assert consumer.waits == [kafka.IDLE_POLL_S, 0.0, kafka.IDLE_POLL_S]
 
 
-def test_a_relaxed_poller_takes_a_few_records_at_a_time(fake_consumer, kafka_record):
-    records = [order_record(kafka_record, offset=n) for n in range(3 * kafka.RELAXED_BATCH)]
-    batches = Poller(fake_consumer(records), relaxed=True).poll()
-    assert [record.offset() for record in batches[("orders.events", 0)]] == list(range(kafka.RELAXED_BATCH))
+def test_a_background_poller_takes_a_few_records_at_a_time(fake_consumer, kafka_record):
+    records = [order_record(kafka_record, offset=n) for n in range(3 * BACKGROUND.batch)]
+    batches = Poller(fake_consumer(records), pace=BACKGROUND).poll()
+    assert [record.offset() for record in batches[("orders.events", 0)]] == list(range(BACKGROUND.batch))
 
 
 def test_records_come_out_by_partition_in_order(fake_consumer, kafka_record):

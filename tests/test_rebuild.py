@@ -12,8 +12,10 @@ from generated.email_sent import EmailSent
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
 from generated.payment_declined import PaymentDeclined
+from services.orders.placing import create_tables
+from services.orders.read_model import READ_MODEL, create_read_model
 from services.orders.rebuild import differences, follow, put_in_place, rows
-from services.orders.service import HANDLERS, READ_MODEL, create_read_model, create_tables
+from services.orders.service import HANDLERS
 
 TRACER = trace.get_tracer("tests")
 TS = "2026-12-06T10:00:00.000Z"

@@ -46,6 +46,7 @@ def step_accepted(context):
 def step_one_payment(context, amount):
     payment = context.driver.wait_for_event(context.order_id, "PaymentCaptured")
     assert payment.payload["amount"] == amount, payment.payload
+    context.driver.settle()
     assert len(context.driver.distinct_ids(context.order_id, "PaymentCaptured")) == 1
 
 
@@ -53,6 +54,7 @@ def step_one_payment(context, amount):
 def step_one_email(context, address):
     email = context.driver.wait_for_event(context.order_id, "EmailSent")
     assert email.payload["to"] == address, email.payload
+    context.driver.settle()
     assert len(context.driver.distinct_ids(context.order_id, "EmailSent")) == 1
 
 

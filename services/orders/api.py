@@ -13,7 +13,6 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime
 from functools import wraps
 from pathlib import Path
 
@@ -23,24 +22,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Histogram, generate
 
 from eventbus import contracts, tracing
 from eventbus.store import StoreUnavailable
+from services.orders.decisions import MAX_ORDER_ID
+from services.orders.read_model import timeline, with_status
 
 log = logging.getLogger("orders")
 STATUS_CODE = {"created": 201, "replayed": 200}
 CANCEL_CODE = {"cancelled": 202, "already": 200}
-# The largest order id, from the contract: the largest integer JSON carries exactly (2^53 - 1).
-MAX_ORDER_ID: int = contracts.schema("CreateOrderRequest")["properties"]["orderId"]["maximum"]
 MAX_LIST = 100
 PAGE = Path(__file__).parent / "page"
-STEPS = ("created", "paid", "emailed")
-SAGA = ("declined", "cancelled", "refunded")  # where a chain that stopped ends, in red on the page
-CAUSE = {  # what each hop's time is counted from
-    "created": "accepted",
-    "paid": "accepted",
-    "emailed": "paid",
-    "declined": "accepted",
-    "cancelled": "accepted",
-    "refunded": "cancelled",
-}
 REQUESTS = Histogram(
     "http_request_duration_seconds",
     "HTTP requests orders answered, by route, method and status",
@@ -84,7 +73,7 @@ def make_app(
         row = find(order_id) if 0 < order_id <= MAX_ORDER_ID else None
         if row is None:
             return _error(404, f"no order {order_id}")
-        return _with_status(row)
+        return with_status(row)
 
     @app.post("/orders/<order_id:int>/cancel")
     @_needs_database
@@ -94,7 +83,7 @@ def make_app(
         if outcome == "unknown":
             return _error(404, f"no order {order_id}")
         bottle.response.status = CANCEL_CODE[outcome]
-        return _with_status(row)
+        return with_status(row)
 
     @app.get("/orders")
     @_needs_database
@@ -103,7 +92,7 @@ def make_app(
         limit = bottle.request.query.get("limit", "10")
         if not re.fullmatch(r"[0-9]{1,3}", limit) or not 1 <= int(limit) <= MAX_LIST:
             return _error(400, f"limit must be a whole number from 1 to {MAX_LIST}")
-        orders = [_with_status(row) | timeline(row) for row in latest(int(limit))]
+        orders = [with_status(row) | timeline(row) for row in latest(int(limit))]
         for order in orders:
             order["traceUrl"] = (
                 trace_view.replace("{traceId}", order["traceId"]) if trace_view and order["traceId"] else None
@@ -206,40 +195,6 @@ def _read_order_request(max_body_bytes: int):
         return contracts.from_payload("CreateOrderRequest", payload)
     except contracts.ContractViolation as violation:
         raise _error(400, "invalid order", problems=violation.problems) from None
-
-
-def _with_status(row: dict) -> dict:
-    """The order, its status (the furthest step of the chain, or cancelled), why it
-    was cancelled, whether its money went back, and the time of each step."""
-    reached = [step for step in STEPS if row[step]]
-    status = "cancelled" if row["cancelled"] else reached[-1] if reached else "accepted"
-    order = {name: row[name] for name in ("orderId", "userId", "itemId", "qty", "ts")}
-    chain = {step: row[step] for step in (*STEPS, *SAGA, "cancelEmailed", "refundEmailed")}
-    chain |= {"amount": row["amount"], "to": row["to"], "refund": row["refund"]}
-    return order | {"status": status, "reason": row["reason"], "refunded": bool(row["refunded"]), "chain": chain}
-
-
-def timeline(row: dict) -> dict:
-    """The order's trace and each hop of its chain with the milliseconds it took
-    since the step that caused it: created when Kafka acknowledged the
-    OrderCreated to orders' relay (or, once the outbox has dropped that row after
-    its retention, when orders read the event back); paid, counted from
-    acceptance, since billing may read the event before that acknowledgment
-    reaches orders; emailed, from the payment. A hop not reached yet has no time.
-    A cancelled order's timeline goes on with where it stopped: declined (from
-    acceptance), cancelled, and refunded (from the cancel), each only if it happened."""
-    created = row["onTopic"] or row["created"]
-    times = {"accepted": row["ts"], "created": created, "paid": row["paid"], "emailed": row["emailed"]}
-    times |= {step: row[step] for step in SAGA if row[step]}
-    hops = []
-    for step, at in times.items():
-        start = times.get(CAUSE.get(step, ""))
-        hops.append({"step": step, "at": at, "tookMs": _milliseconds(start, at) if start and at else None})
-    return {"traceId": row["trace"], "timeline": hops}
-
-
-def _milliseconds(start: str, end: str) -> int:
-    return max(0, round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() * 1000))
 
 
 def _error(code: int, message: str, **details) -> bottle.HTTPResponse:

@@ -6,7 +6,7 @@ order is) rebuilt from orders.events, from its start, while the stack runs.
 
 It reads the topic outside any consumer group into a fresh read model of its
 own, a SQLite file in a temporary folder, with the very functions orders
-follows the chain with (services.orders.service.FOLLOWED). Once it has read
+follows the chain with (services.orders.read_model.FOLLOWED). Once it has read
 to the end, it switches, in one transaction on orders' store that holds off
 orders' own consumer: it reads what arrived meanwhile, compares, and puts the
 rebuilt rows in place of those that differ. Orders' consumer then goes on
@@ -29,7 +29,7 @@ from eventbus.kafka import Partition, ends, make_reader, read_until
 from eventbus.settings import Settings, checked
 from eventbus.store import Store, StoreUnavailable, Transaction, open_store
 from eventbus.store.sqlite import SqliteStore
-from services.orders.service import FOLLOWED, READ_MODEL, create_read_model
+from services.orders.read_model import FOLLOWED, READ_MODEL, create_read_model
 
 PROGRESS_EVERY_S = 2.0
 SHOWN_DIFFERENCES = 5

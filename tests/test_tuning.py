@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from eventbus import pacing
-from eventbus.pacing import MAX_HOLD_S, SATURATED_SHARE, SPARE_SHARE, Pacer, hold_s
+from eventbus import tuning
+from eventbus.tuning import MAX_HOLD_S, SATURATED_SHARE, SPARE_SHARE, Pacer, hold_s
 
 FAST = 10_000.0  # events a second: any hold gathers plenty
 
@@ -34,7 +34,7 @@ def test_events_one_at_a_time_are_never_held_even_when_saturated():
     one_per_hold = 1 / MAX_HOLD_S  # a hold would gather a single event
     assert hold_s(1.0, one_per_hold) == 0.0
     assert hold_s(1.0, 0.0) == 0.0
-    assert hold_s(1.0, pacing.MIN_GATHERED / MAX_HOLD_S) == MAX_HOLD_S
+    assert hold_s(1.0, tuning.MIN_GATHERED / MAX_HOLD_S) == MAX_HOLD_S
 
 
 class Clocks:
@@ -51,11 +51,11 @@ def test_the_pacer_measures_demand_and_rate_over_a_window_and_holds_the_result_u
     pacer = Pacer(clock=lambda: clocks.wall, demand_clock=lambda: clocks.cpu)
     assert pacer.hold() == 0.0
     pacer.count(5_000)
-    clocks.advance(pacing.WINDOW_S, demand=1.0)
+    clocks.advance(tuning.WINDOW_S, demand=1.0)
     assert pacer.hold() == MAX_HOLD_S
-    clocks.advance(pacing.WINDOW_S / 2, demand=0.0)
+    clocks.advance(tuning.WINDOW_S / 2, demand=0.0)
     assert pacer.hold() == MAX_HOLD_S  # the window is not over yet
-    clocks.advance(pacing.WINDOW_S / 2, demand=0.0)
+    clocks.advance(tuning.WINDOW_S / 2, demand=0.0)
     assert pacer.hold() == 0.0  # a quiet window: the next event goes at once
 
 
@@ -63,7 +63,7 @@ def test_after_a_quiet_spell_the_first_event_is_not_held():
     clocks = Clocks()
     pacer = Pacer(clock=lambda: clocks.wall, demand_clock=lambda: clocks.cpu)
     pacer.count(5_000)
-    clocks.advance(pacing.WINDOW_S, demand=1.0)
+    clocks.advance(tuning.WINDOW_S, demand=1.0)
     assert pacer.hold() == MAX_HOLD_S
     clocks.advance(30.0, demand=0.01)
     pacer.count(1)
@@ -72,7 +72,7 @@ def test_after_a_quiet_spell_the_first_event_is_not_held():
 
 BUSY_FOR_A_MOMENT = """
 import time
-from eventbus.pacing import cpu_demand_s
+from eventbus.tuning import cpu_demand_s
 demand, cpu = cpu_demand_s(), time.process_time()
 until = time.monotonic() + 0.05
 while time.monotonic() < until:

@@ -1,5 +1,14 @@
-"""Pacing of batches: how long a poll or a relay round waits for more events
-to share it, from the load this process sees.
+"""What makes the chain fast, in one place: everything here changes how much
+CPU and latency an event costs, never what happens to it. The consumer loop
+(eventbus.consumer), the poller (eventbus.kafka) and the relay (eventbus.outbox)
+read plainly without it; docs/performance.md explains each choice.
+
+- `tune_process`: Python's thread switch interval, and logging's per-record
+  work that our log format never shows.
+- `Pace`: how a consumer reads. PROMPT for one whose work someone waits on;
+  BACKGROUND for orders' own consumer, which only follows the chain for its page.
+- `Pacer`: how long a poll or a relay round waits for more events to share it,
+  from the load this process sees, as follows.
 
 A batch costs about the same whether it carries one event or twenty: the
 consumer's store transaction and its commit, the relay's flush and its
@@ -26,9 +35,12 @@ Where the kernel does not report run-queue waits (not Linux), demand is the
 CPU share alone.
 """
 
+import logging
 import os
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 SPARE_SHARE = 0.15  # of one core: below it, every event goes at once
 SATURATED_SHARE = 0.6  # of one core: from it on, batches are held the longest
@@ -36,6 +48,38 @@ MAX_HOLD_S = 0.02
 MIN_GATHERED = 2.0  # events a hold must gather on average to be worth its latency
 WINDOW_S = 0.5  # the load is measured over this long, and the hold set again after it
 THREADS = "/proc/self/task"
+# Each service runs three or more Python threads (consumer, relay, HTTP); a
+# thread woken by the network waits for the GIL up to this long (Python's
+# default is 5 ms), and that wait lands on every hop.
+SWITCH_INTERVAL_S = 0.001
+
+
+def tune_process() -> None:
+    """Once per service process, before its threads start."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # Our log format shows none of these, and each costs a call per record (the
+    # logging HOWTO's "Optimization" section); _srcfile=None skips the stack walk.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How a consumer reads: `fetch`, consumer settings on top of the one
+    set-up (eventbus.kafka.make_consumer); `batch`, the records one poll takes
+    at most; `paced`, whether the Pacer may hold a poll for more."""
+
+    fetch: dict = field(default_factory=dict)
+    batch: int = 500
+    paced: bool = True
+
+
+PROMPT = Pace()  # a poll returns at its first record; held for more only when CPU is short
+# Nobody waits on it: the broker holds each fetch until it fills or 500 ms
+# pass (a few fetches a second at any rate), and the hundreds of records one
+# brings are taken 16 at a time, so that each store transaction is short and
+# an HTTP request writing to the same store waits for one of them, not for all.
+BACKGROUND = Pace(fetch={"fetch.min.bytes": 1024 * 1024, "fetch.wait.max.ms": 500}, batch=16, paced=False)
 
 
 def hold_s(demand: float, events_per_s: float) -> float:
