@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         progress.note("bench REF: interrupted; the stacks are stopped, the ref's worktree removed, nothing written")
         return 130
     rows = compare.rows(runs[REF], runs[TREE])
-    settings = " ".join(args.settings)
-    title = f"make {args.target} {settings}: this tree {labels[TREE]} against {labels[REF]}, in the order {', '.join(sides)}"
+    title = (
+        f"make {args.target} {' '.join(args.settings)}: this tree {labels[TREE]} against {labels[REF]},"
+        f" in the order {', '.join(sides)}"
+    )
     print(compare.table(rows, labels[REF], labels[TREE], title))
     elapsed = round(time.monotonic() - started, 1)
     path = _write(
