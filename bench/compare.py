@@ -35,6 +35,8 @@ class Row:
     ref: float | None
     tree: float | None
     ratio: float | None  # tree ÷ ref
+    ref_runs: tuple[float | None, ...]  # each run's, in order: how far apart a side's runs were
+    tree_runs: tuple[float | None, ...]
 
 
 def _key(name: str) -> Callable[[dict, dict], float | None]:
@@ -45,14 +47,25 @@ def _target(name: str) -> Callable[[dict, dict], float | None]:
     return lambda _, targets: targets[name]["value"]
 
 
-def _stack(phase: str, field: str) -> Callable[[dict, dict], float | None]:
-    """The broker's and the services' `field` (cores, cpu_ms_per_order) in `phase`, summed."""
+def _stack(
+    phase: str, field: str, only: Callable[[str], bool] = lambda _: True
+) -> Callable[[dict, dict], float | None]:
+    """The broker's and the services' `field` (cores, cpu_ms_per_order) in `phase`,
+    summed over the processes `only` keeps."""
 
     def read(results: dict, _) -> float | None:
         per_process = (results.get(phase) or {}).get(field)
-        return report.stack_total(per_process) if per_process else None
+        return report.stack_total({n: v for n, v in per_process.items() if only(n)}) if per_process else None
 
     return read
+
+
+def _broker(name: str) -> bool:
+    return name == "kafka"
+
+
+def _services(name: str) -> bool:
+    return name != "kafka"  # and PostgreSQL, with STORE=postgres: the services' own work
 
 
 def _rss(process: str) -> Callable[[dict, dict], float | None]:
@@ -69,6 +82,8 @@ FIGURES = (
     Figure("Chain throughput (closed loop)", " orders/s", HIGHER, _key("chain_orders_per_s")),
     Figure("Chain / fan-out, orders/s", "%", HIGHER, _target("chain_vs_fanout")),
     Figure("Stack CPU/order, closed loop", " ms", LOWER, _stack("chain_cpu", "cpu_ms_per_order")),
+    Figure("Broker CPU/order, closed loop", " ms", LOWER, _stack("chain_cpu", "cpu_ms_per_order", _broker)),
+    Figure("Services CPU/order, closed loop", " ms", LOWER, _stack("chain_cpu", "cpu_ms_per_order", _services)),
     Figure("Chain / fan-out, by CPU/order", "%", HIGHER, _target("chain_vs_fanout_by_cpu")),
     Figure("POST->EmailSent p50 @ rate", " ms", LOWER, _key("p50_ms")),
     Figure("POST->EmailSent p95 @ rate", " ms", LOWER, _key("p95_ms")),
@@ -76,6 +91,8 @@ FIGURES = (
     Figure("POST response p99 @ rate", " ms", LOWER, _key("http_p99_ms")),
     Figure(f"POST->EmailSent p99 @ {report.LOW_RATE}/s", " ms", LOWER, _target("p99_at_25_ms")),
     Figure("Stack CPU/order @ rate", " ms", LOWER, _stack("latency_cpu", "cpu_ms_per_order")),
+    Figure("Broker CPU/order @ rate", " ms", LOWER, _stack("latency_cpu", "cpu_ms_per_order", _broker)),
+    Figure("Services CPU/order @ rate", " ms", LOWER, _stack("latency_cpu", "cpu_ms_per_order", _services)),
     Figure("Stack cores busy @ rate", " cores", LOWER, _stack("latency_cpu", "cores")),
     Figure("Highest rate with p99 <= 1 s", " orders/s", HIGHER, _target("highest_rate_p99_under_1s")),
     Figure("Stack at rest", "% core", LOWER, _key("idle_pct_of_core")),
@@ -101,9 +118,10 @@ def rows(ref_runs: list[dict], tree_runs: list[dict]) -> list[Row]:
     tree = [figures(results) for results in tree_runs]
     found = []
     for figure in FIGURES:
-        before, after = _median(run[figure.name] for run in ref), _median(run[figure.name] for run in tree)
+        refs, trees = tuple(run[figure.name] for run in ref), tuple(run[figure.name] for run in tree)
+        before, after = _median(refs), _median(trees)
         ratio = round(after / before, 3) if before and after is not None else None
-        found.append(Row(figure.name, figure.unit, figure.better, before, after, ratio))
+        found.append(Row(figure.name, figure.unit, figure.better, before, after, ratio, refs, trees))
     return found
 
 

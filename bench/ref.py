@@ -47,7 +47,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("settings", nargs="*", metavar="NAME=VALUE", help="make variables for both sides")
     parser.add_argument("--target", default="bench", help="the make target each side runs (default bench)")
     parser.add_argument("--rounds", type=int, default=1, help="1: ref, tree; 2: ref, tree, tree, ref; ...")
-    return parser.parse_intermixed_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
+    return args
 
 
 def order(rounds: int) -> list[str]:
@@ -62,17 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
     started, stamp = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    sides = order(args.rounds)
     try:
         commit = _commit(args.ref)
-        labels = {REF: f"{args.ref} ({commit[:7]})" if not commit.startswith(args.ref) else commit[:7], TREE: _tree()}
-        runs = {REF: [], TREE: []}
-        with _worktree(commit, progress) as checkout:
-            _step(progress, f"{REF} {labels[REF]}: make install", ["make", "install", *args.settings], checkout)
-            places = {REF: checkout, TREE: Path.cwd()}
-            sides = order(args.rounds)
-            for n, side in enumerate(sides, 1):
-                what = f"run {n} of {len(sides)}, {side} {labels[side]}: make {args.target} {' '.join(args.settings)}"
-                runs[side].append(_bench(progress, what, places[side], args.target, args.settings))
+        labels = {REF: commit[:7] if commit.startswith(args.ref) else f"{args.ref} ({commit[:7]})", TREE: _tree()}
+        runs = _runs(args, commit, labels, sides, progress)
     except Stop as error:
         progress.note(f"bench REF={args.ref}: {error}")
         return 1
@@ -86,22 +83,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(compare.table(rows, labels[REF], labels[TREE], title))
     elapsed = round(time.monotonic() - started, 1)
-    path = _write(
-        {
-            "started_at": stamp,
-            "elapsed_s": elapsed,
-            "target": args.target,
-            "settings": args.settings,
-            "ref": args.ref,
-            "ref_commit": commit,
-            "tree": labels[TREE],
-            "order": sides,
-            "rows": [asdict(row) for row in rows],
-            "runs": runs,
-        }
-    )
-    print(f"written to {path} in {elapsed:.0f}s")
+    comparison = {
+        "started_at": stamp,
+        "elapsed_s": elapsed,
+        "target": args.target,
+        "settings": args.settings,
+        "ref": args.ref,
+        "ref_commit": commit,
+        "tree": labels[TREE],
+        "order": sides,
+        "rows": [asdict(row) for row in rows],
+        "runs": runs,
+    }
+    print(f"written to {_write(comparison)} in {elapsed:.0f}s")
     return 0
+
+
+def _runs(args: argparse.Namespace, commit: str, labels: dict, sides: list[str], progress: Progress) -> dict:
+    """Each side's results, in the order of `sides`, from the ref's worktree and from here."""
+    runs = {REF: [], TREE: []}
+    with _worktree(commit, progress) as checkout:
+        _step(progress, f"{REF} {labels[REF]}: make install", ["make", "install", *args.settings], checkout)
+        places = {REF: checkout, TREE: Path.cwd()}
+        for n, side in enumerate(sides, 1):
+            what = f"run {n} of {len(sides)}, {side} {labels[side]}: make {args.target} {' '.join(args.settings)}"
+            runs[side].append(_bench(progress, what, places[side], args.target, args.settings))
+    return runs
 
 
 def _interrupt(*_) -> None:

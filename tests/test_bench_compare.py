@@ -28,6 +28,7 @@ def test_each_side_is_the_median_of_its_runs():
     rows = compare.rows([run(chain=90.0), run(chain=110.0)], [run(chain=100.0), run(chain=300.0), run(chain=120.0)])
     chain = row(rows, "Chain throughput (closed loop)")
     assert (chain.ref, chain.tree) == (100.0, 120.0)
+    assert chain.tree_runs == (100.0, 300.0, 120.0)
 
 
 def test_a_figure_the_refs_bench_lacks_is_a_dash_not_an_error():
