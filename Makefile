@@ -114,11 +114,17 @@ BENCH_FLAGS = $(if $(ORDERS),--orders $(ORDERS)) $(if $(RATE),--rate $(RATE)) \
 	$(if $(DURATION),--duration $(DURATION)) $(if $(CLIENTS),--clients $(CLIENTS)) $(if $(STEP),--step $(STEP)) \
 	$(if $(SWEEP_TO),--sweep-to $(SWEEP_TO)) $(if $(IDLE),--idle $(IDLE)) $(if $(filter 1,$(BUSY)),--busy-core) $(BENCH_ARGS)
 
-bench: $(INSTALLED) ## Benchmark baselines, chain, latency sweep (picture) and idle (ORDERS= RATE= DURATION= STORE= BUSY=1 ...)
-	$(BIN)/python -m bench $(BENCH_FLAGS)
+# REF=<git ref>: that ref's run first, in a worktree of its own, then this tree's, each by its own
+# Makefile with the same settings; every figure as a ratio to the ref's (bench/ref.py).
+BENCH_SETTINGS := ORDERS RATE DURATION CLIENTS STEP SWEEP_TO IDLE BUSY BENCH_ARGS STORE PYTHON INSTALLER
+AGAINST_REF = $(BIN)/python -m bench.ref '$(REF)' --target $@ $(if $(ROUNDS),--rounds $(ROUNDS)) \
+	$(strip $(foreach v,$(BENCH_SETTINGS),$(if $($(v)),'$(v)=$($(v))')))
 
-bench-smoke: $(INSTALLED) ## A short benchmark run that only checks the benchmark still works
-	$(BIN)/python -m bench --smoke $(BENCH_ARGS)
+bench: $(INSTALLED) ## Benchmark baselines, chain, latency sweep (picture) and idle (ORDERS= RATE= DURATION= STORE= BUSY=1 ...; REF=main: that ref's run too, every figure as a ratio to it; ROUNDS=2)
+	$(if $(REF),$(AGAINST_REF),$(BIN)/python -m bench $(BENCH_FLAGS))
+
+bench-smoke: $(INSTALLED) ## A short benchmark run that only checks the benchmark still works (REF=HEAD: and that REF= does)
+	$(if $(REF),$(AGAINST_REF),$(BIN)/python -m bench --smoke $(BENCH_ARGS))
 
 soak: $(INSTALLED) ## Hours, not minutes: growth per hour and lost/doubled effects (DURATION=900 RATE=100 RETENTION=60)
 	$(BIN)/python -m bench.soak $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE)) \
