@@ -143,8 +143,7 @@ class ConsumerLoop:
                 with tx.savepoint():
                     outcome = self._process(tx, record)
             except Rejected as rejection:
-                self._dead_letter(tx, record, str(rejection))
-                outcome = "dead_lettered"
+                outcome = self._dead_letter(tx, record, str(rejection))
             span.set_attribute("outcome", outcome)
         event_type = next((value for name, value in record.headers() or [] if name == "ce_type"), b"").decode(
             errors="replace"
@@ -157,8 +156,7 @@ class ConsumerLoop:
         try:
             envelope = open_message(headers, record.key(), record.value())
         except PoisonMessage as poison:
-            self._dead_letter(tx, record, str(poison))
-            return "dead_lettered"
+            return self._dead_letter(tx, record, str(poison))
         handler = envelope and self._handlers.get(type(envelope.event))
         if handler is None:
             return "ignored"
@@ -189,7 +187,13 @@ class ConsumerLoop:
                 return None
         return handler.handle(envelope.event, tx)
 
-    def _dead_letter(self, tx: Transaction, record: Message, reason: str) -> None:
+    def _dead_letter(self, tx: Transaction, record: Message, reason: str) -> str:
+        """Set the record aside, once: a record read again (its partition moved
+        before its offset was committed) finds where it was read in the ledger."""
+        event_id = (dict(record.headers() or []).get("ce_id") or b"").decode("latin-1")
+        if not ledger.first_time(tx, f"{self._settings.service}.dead_letter", _where(record), event_id):
+            log.info("%s was set aside before; not again", _where(record))
+            return "duplicate"
         log.warning("Dead-lettering %s: %s", _where(record), reason)
         tracing.dead_lettered(reason)
         headers = tracing.inject(dict(record.headers() or []))
@@ -205,6 +209,7 @@ class ConsumerLoop:
         message = KafkaMessage(headers=headers, key=record.key(), value=record.value() or b"")
         outbox.add(tx, self._settings.dead_letter_topic, message)
         self._queued = True
+        return "dead_lettered"
 
 
 def sent_back_to_another(headers: dict[str, bytes], service: str) -> bool:

@@ -192,3 +192,11 @@ def test_a_dead_letter_sent_back_that_fails_again_is_a_new_dead_letter_with_its_
     assert row["headers"]["dlq_reason"] != b"before"
     assert (row["headers"]["dlq_topic"], row["headers"]["dlq_offset"]) == (b"orders.events", b"4")
     assert row["headers"]["redrive_of"] == b"0@9"  # which dead letter it was a copy of
+
+
+def test_a_poison_message_read_again_is_set_aside_once(run, fake_consumer, kafka_record, outbox_rows):
+    """As when its partition moved to another replica before its offset was committed."""
+    poison = {"headers": SEALED.headers, "value": b"\x00garbage", "offset": 3}
+    consumer = fake_consumer([kafka_record(**poison)], [kafka_record(**poison), kafka_record(**poison | {"offset": 4})])
+    run(consumer, Handler(charge))
+    assert [row["headers"]["dlq_offset"] for row in outbox_rows()] == [b"3", b"4"]
