@@ -26,13 +26,16 @@ import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
 from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, Message, TopicPartition
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from psycopg import sql
 
 from devstack.postgres import Server
 from devstack.supervisor import die_with_parent
-from eventbus import ledger, outbox, tracing
+from eventbus import ledger, outbox
 from eventbus.settings import Settings
 from eventbus.store import Store, open_store, sqlite
 
@@ -168,9 +171,10 @@ _FINISHED = InMemorySpanExporter()
 
 @pytest.fixture(scope="session", autouse=True)
 def traced():
-    """OpenTelemetry's SDK as a service sets it up (exporter none), keeping spans in memory."""
-    tracing.configure("test", "none")
-    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(_FINISHED))
+    """OpenTelemetry's SDK as a service exporting its spans sets it up, exporting them to memory."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "test"}), sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(_FINISHED))
+    trace.set_tracer_provider(provider)
 
 
 @pytest.fixture

@@ -119,3 +119,28 @@ def test_an_endpoint_resolves_by_its_host():
     assert tracing.resolves("http://127.0.0.1:9411/api/v2/spans")
     assert tracing.resolves(None)  # the exporter's own default, localhost
     assert not tracing.resolves("http://zipkin.invalid:9411/api/v2/spans")
+
+
+def test_spans_nothing_exports_are_not_recorded_yet_carry_the_trace_along():
+    """With no exporter a span costs its ids alone; logs and the order page still name the trace."""
+    script = """
+from confluent_kafka import Message
+from eventbus import tracing
+from eventbus.envelope import seal
+from generated.order_created import OrderCreated
+
+print(tracing.configure("billing", "none"))
+order = OrderCreated(orderId=7, userId=1, itemId=2, qty=1, ts="2026-11-27T10:00:00.000Z")
+for traceparent in (b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", b""):
+    with tracing.arriving({"traceparent": traceparent}):
+        message = seal(order, "orders")
+    record = Message(topic="orders.events", key=message.key, value=message.value, headers=list(message.headers.items()))
+    with tracing.consuming(record, "billing") as span:
+        print(span.is_recording(), tracing.arrived_trace_id(), tracing.current_trace_id() is not None)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines() == [
+        "False",
+        "False 0af7651916cd43dd8448eb211c80319c True",
+        "False None True",
+    ], done.stderr

@@ -47,7 +47,7 @@ def follow(tx: Transaction, record: Message) -> None:
         return  # orders set it aside: it is in no read model
     step = envelope and FOLLOWED.get(type(envelope.event))
     if step:
-        with tracing.continuing((headers.get("traceparent") or b"").decode()):
+        with tracing.arriving(headers):
             step(envelope.event, tx)
 
 
