@@ -144,19 +144,21 @@ class Kafka:
 
 @dataclass(frozen=True)
 class Broker(Kafka):
-    """One KRaft node, broker and controller at once: alone (no `quorum`), or
-    node `node_id` of a cluster whose controllers listen on the `quorum` ports."""
+    """One KRaft node, broker and controller at once, listening on `host`: alone
+    (no `quorum`), or node `node_id` of a cluster whose controllers listen at
+    the `quorum` addresses (host:port)."""
 
     home: Path
     port: int = 9092
     controller_port: int = 9093
     heap: str = "512m"
     node_id: int = 1
-    quorum: tuple[int, ...] = ()
+    quorum: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def size(self) -> int:
@@ -216,16 +218,16 @@ class Broker(Kafka):
         """server.properties: alone, its own controller is the quorum; in a cluster it
         finds the quorum through every node's controller (KIP-853's dynamic quorum)."""
         if self.quorum:
-            quorum = "controller.quorum.bootstrap.servers=" + ",".join(f"127.0.0.1:{port}" for port in self.quorum)
+            quorum = "controller.quorum.bootstrap.servers=" + ",".join(self.quorum)
         else:
-            quorum = f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}"
+            quorum = f"controller.quorum.voters=1@{self.host}:{self.controller_port}"
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 f"node.id={self.node_id}",
                 quorum,
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
                 "controller.listener.names=CONTROLLER",
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 f"log.dirs={self.home / 'data'}",
