@@ -113,7 +113,7 @@ class Server:
     def __init__(
         self, home: Path, port: int = 5432, durable: bool = True, listen: str = "127.0.0.1", clients: str | None = None
     ):
-        """`listen`: the address to serve on; `clients`: a network (CIDR) let in
+        """`listen`: the addresses to serve on, separated by commas; `clients`: a network (CIDR) let in
         besides loopback, such as the fault tests' hosts of their own."""
         self.home = home
         self.port = port
@@ -131,7 +131,8 @@ class Server:
         return self.home / "socket"
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{SUPERUSER}@{self.listen}:{self.port}/{database}"
+        """On the first address it listens on."""
+        return f"postgresql://{SUPERUSER}@{self.listen.split(',')[0]}:{self.port}/{database}"
 
     def prepare(self, say: Callable[[str], None] = print) -> str:
         """Find (or install) the binaries and create the cluster on first start;

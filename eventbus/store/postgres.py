@@ -53,6 +53,10 @@ CONNECTION = {
     "keepalives_idle": 4,
     "keepalives_interval": 2,
     "keepalives_count": 3,
+    # A query sent on a link that went dead is given up after this long (ms): the
+    # keepalives above only probe an idle socket, and the kernel would retransmit
+    # an unacknowledged query for some 15 minutes.
+    "tcp_user_timeout": 5_000,
     "options": " ".join(f"-c {name}={value}" for name, value in SESSION.items()),
     "autocommit": True,
 }
@@ -131,7 +135,9 @@ class PostgresStore:
             raise StoreUnavailable(f"PostgreSQL cannot be reached ({_first_line(error)})") from error
 
     def create_table(self, name: str, columns: dict[str, Any], pk: str | tuple[str, ...]) -> None:
+        """One process at a time (CREATE TABLE IF NOT EXISTS races another's); the lock ends with the transaction."""
         with self.transaction() as tx:
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext('eventbus:create_table'))")
             tx.execute(f'CREATE TABLE IF NOT EXISTS "{name}" ({column_sql(columns, TYPES, pk)})')
             for column, kind in columns.items():
                 tx.execute(f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS "{column}" {TYPES[kind]}')
