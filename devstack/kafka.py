@@ -4,6 +4,7 @@ single broker of `make run`, or a node of a cluster (devstack.cluster)."""
 import base64
 import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -199,6 +200,18 @@ class Broker(Kafka):
 
     def command(self) -> list[str]:
         return [*self._java("kafka.Kafka"), str(self.home / "server.properties")]
+
+    def quorum_leader(self) -> int:
+        """The node id of the controller quorum's leader, as Kafka's own tool
+        (kafka-metadata-quorum describe --status) hears it from this node's controller."""
+        tool = self._java("org.apache.kafka.tools.MetadataQuorumCommand", "-XX:TieredStopAtLevel=1")
+        where = f"{self.host}:{self.controller_port}"
+        command = [*tool, "--bootstrap-controller", where, "describe", "--status"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, preexec_fn=die_with_parent)
+        found = re.search(r"^LeaderId:\s+(\d+)", done.stdout, re.MULTILINE)
+        if found is None:
+            raise StartFailed(f"kafka-metadata-quorum named no leader: {(done.stdout + done.stderr).strip()[-300:]}")
+        return int(found.group(1))
 
     def _java(self, main_class: str, *options: str) -> list[str]:
         return [
