@@ -65,6 +65,11 @@ class Network:
 
     def remove(self) -> None:
         """Whatever is left of the network: its hosts, its chain, its bridge."""
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.splitlines()
+        for line in links:
+            name = line.split(": ")[1].split("@")[0]
+            if name.startswith(f"ed{self.number}h"):
+                _run("ip", "link", "del", name, check=False)
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
         for namespace in listed:
             if namespace.startswith(f"ed{self.number}-"):
@@ -134,7 +139,9 @@ class Host:
         _ip("link", "set", self.link, "up")
 
     def remove(self) -> None:
-        _ip("netns", "del", self.namespace)  # its eth0 goes with it, and so the machine's end
+        """The cable first: a namespace's own links go some time after the namespace, in the background."""
+        _run("ip", "link", "del", self.link, check=False)
+        _ip("netns", "del", self.namespace)
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ class ConsumerLoop:
         """Everything one poll returned, in one transaction with a savepoint per
         message (none when nothing is for this service). A message that fails is
         rolled back alone; its partition is sought back to it and retried."""
-        failures = []
+        failures, began = [], time.monotonic()
         ours = any(not self._not_for_us(record) for records in batches.values() for record in records)
         try:
             with self._store.transaction() if ours else nullcontext() as tx:
@@ -114,6 +114,8 @@ class ConsumerLoop:
                         if not self._not_for_us(record):
                             try:
                                 self._traced(tx, record)
+                            except StoreUnavailable:
+                                raise  # the whole batch waits for the store, not this message alone
                             except Exception as error:
                                 failures.append((record, error))
                                 self._poller.seek(record)
@@ -121,7 +123,7 @@ class ConsumerLoop:
             if ours:
                 self._store_failing_since = None
         except StoreUnavailable as error:
-            self._store_failing_since = self._store_failing_since or time.monotonic()
+            self._store_failing_since = self._store_failing_since or began  # the try that failed counts
             self._queued = False
             for records in batches.values():
                 self._poller.seek(records[0])

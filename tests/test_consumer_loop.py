@@ -3,6 +3,7 @@ work and outgoing events commit together, and only then the offset."""
 
 import json
 import threading
+import time
 from dataclasses import asdict
 
 import pytest
@@ -264,3 +265,21 @@ def test_a_service_in_a_store_outage_leaves_the_group_and_joins_again_once_the_s
     running.stop, running.store, running.relay, running.crashed = threading.Event(), Store(), Relay(), False
     running._consume()
     assert said == ["consumer made", "consumer closed", *["store asked"] * 3, "consumer made", "consumer closed"]
+
+
+def test_a_message_whose_statement_found_the_store_gone_fails_its_whole_batch(
+    fake_consumer, kafka_record, store, stop, monkeypatch
+):
+    """Not a failure of that one message: the batch counts toward the outage, from the time its try began."""
+    monkeypatch.setattr(consumer_loop, "STORE_OUTAGE_S", 0.2)
+
+    def store_gone(event, tx):
+        time.sleep(0.25)  # a statement on a dead link, given up by the client
+        raise StoreUnavailable("PostgreSQL cannot be reached (connection timed out)")
+
+    record = kafka_record(seal(order(), "orders"), offset=0)
+    consumer = fake_consumer(*[[record]] * 100)
+    loop = ConsumerLoop(consumer, store, SETTINGS, {OrderCreated: Handler(store_gone)}, lambda: None)
+    with pytest.raises(StoreOutage):
+        loop.run(stop)
+    assert consumer.seeks == [(0, 0)]  # one try: it alone lasted longer than the outage allows

@@ -20,6 +20,7 @@ from devstack.postgres import DATABASES, binaries
 from devstack.stack import Stack, StackConfig
 from eventbus import outbox
 from eventbus.settings import Env, SettingError
+from eventbus.store import StoreUnavailable
 from eventbus.store.postgres import PostgresStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -269,3 +270,16 @@ def test_a_query_on_a_link_gone_dead_is_given_up_within_seconds(network, postgre
         client_host.remove()
     assert said.startswith("gave up after ")
     assert float(said.split()[-1]) < 9
+
+
+def test_a_statement_on_a_lost_connection_says_the_store_is_unavailable(postgres_database):
+    """Inside a transaction, at once: a consumer then retries its whole batch later, not one message."""
+    store = PostgresStore(postgres_database, "test")
+    try:
+        with pytest.raises(StoreUnavailable), store.transaction() as tx:
+            pid = tx.query("SELECT pg_backend_pid() AS pid")[0]["pid"]
+            with psycopg.connect(postgres_database, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [pid])
+            tx.execute("SELECT 1")
+    finally:
+        store.close()

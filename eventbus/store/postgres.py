@@ -81,15 +81,28 @@ class PostgresTransaction:
         self._channels: set[str] = set()
 
     def execute(self, sql: str, params: tuple | list = ()) -> psycopg.Cursor:
-        return self.connection.execute(to_psycopg(sql), params)
+        with self._reached():
+            return self.connection.execute(to_psycopg(sql), params)
 
     def query(self, sql: str, params: tuple | list = ()) -> list[Row]:
         return list(rows(self.execute(sql, params)))
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        with self.connection.transaction():
+        with self._reached(), self.connection.transaction():
             yield
+
+    @contextmanager
+    def _reached(self) -> Iterator[None]:
+        """A statement that failed because the connection was lost raises
+        StoreUnavailable at once: the whole transaction waits for the server,
+        not the one message whose statement it was."""
+        try:
+            yield
+        except psycopg.OperationalError as error:
+            if not self.connection.broken:
+                raise
+            raise StoreUnavailable(f"PostgreSQL cannot be reached ({_first_line(error)})") from error
 
     def notify(self, channel: str) -> None:
         self._channels.add(channel)
