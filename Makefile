@@ -96,7 +96,7 @@ netfaults: $(INSTALLED) ## Real hosts' faults (root, ~15 min): each process on a
 	$(BIN)/python -m devstack fetch
 	mkdir -p .run
 	trap '$(BIN)/python -m devstack.hosts remove $(NETWORK)' EXIT; \
-	NETWORK=$(NETWORK) STORE=postgres BROKERS=3 $(BIN)/python -m behave --tags=@netfaults features
+	NETWORK=$(NETWORK) STORE=postgres BROKERS=3 $(BIN)/python -m behave --no-capture --tags=@netfaults features
 
 spec: acceptance ## Run the features and write the living spec: one HTML page with each scenario's events
 

@@ -25,8 +25,9 @@ SEND_TIMEOUT_MS = 10_000  # a send Kafka has not acknowledged by then fails, so 
 CLIENT = {
     "reconnect.backoff.max.ms": 2_000,
     # A request a broker does not answer (paused, cut off) fails after this long, not
-    # librdkafka's 60 s: the client then asks another broker, or its caller retries.
-    "socket.timeout.ms": 10_000,
+    # librdkafka's 60 s. Half a send's timeout: a send to a leader gone silent is retried,
+    # once the client has heard of the new leader, before the send itself times out.
+    "socket.timeout.ms": SEND_TIMEOUT_MS // 2,
     "log.connection.close": False,  # an idle connection the broker closes is not news
     "logger": logging.getLogger("librdkafka"),  # its own lines, into our log format
 }
