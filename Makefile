@@ -16,7 +16,7 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--disable-timestamp --frozen-dataclasses --enum-field-as-literal all --use-schema-description --use-field-description \
 	--formatters builtin --target-python-version 3.11
 
-.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance multihost cluster spec test run tail dlq redrive rebuild kafka \
+.PHONY: help install generate contracts-check contracts-release docs lint unit acceptance multihost cluster netfaults spec test run tail dlq redrive rebuild kafka \
 	clean lock up down logs compose-test browser-test bench bench-smoke soak prometheus alerts
 
 help: ## List the targets
@@ -82,6 +82,21 @@ cluster: $(INSTALLED) prometheus ## The @brokers3 feature: three Kafka brokers, 
 	$(BIN)/python -m devstack fetch
 	mkdir -p .run
 	BROKERS=3 $(BIN)/python -m behave --tags=@brokers3 features
+
+NETWORK ?= 0
+# As root: the hosts are network namespaces on bridge edbr<n>, with 10.231.<n>.0/24 and an iptables chain
+# of their own; the trap removes all three whatever ends the run (the stack does too when it stops).
+netfaults: $(INSTALLED) ## Real hosts' faults (root, ~15 min): each process on a host of its own on 10.231.NETWORK.0/24, paused, cut off, cut from the database or Kafka, during bursts of orders
+	@[ "$$(id -u)" = 0 ] || { echo "netfaults: network namespaces and iptables need root"; exit 1; }
+	@if ! command -v iptables >/dev/null; then \
+	  echo "netfaults: installing Debian's iptables"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 iptables >/dev/null; \
+	fi
+	$(BIN)/python -m devstack fetch
+	mkdir -p .run
+	trap '$(BIN)/python -m devstack.hosts remove $(NETWORK)' EXIT; \
+	NETWORK=$(NETWORK) STORE=postgres BROKERS=3 $(BIN)/python -m behave --no-capture --tags=@netfaults features
 
 spec: acceptance ## Run the features and write the living spec: one HTML page with each scenario's events
 

@@ -1,6 +1,8 @@
 """Three Kafka nodes on this machine, one cluster (`make run BROKERS=3`): each
 is broker and controller at once, node n with its broker on KAFKA_PORT+2(n-1),
 its controller on KAFKA_CONTROLLER_PORT+2(n-1) and its data in kafka-<n>/.
+Given `hosts` (an address each, on hosts of their own: devstack.hosts), node
+n listens on the n-th instead, on KAFKA_PORT and KAFKA_CONTROLLER_PORT.
 
 The controllers form one dynamic quorum (KIP-853): every node finds it through
 all three controller listeners, and every node's storage is formatted with
@@ -25,14 +27,20 @@ class Cluster(Kafka):
     controller_port: int = 9093
     size: int = 3
     heap: str = "320m"  # each; three of them share a laptop's 2 cores with the services
+    hosts: tuple[str, ...] = ()
 
     @property
     def nodes(self) -> dict[str, Broker]:
         """The processes to start, by name: kafka-1, kafka-2, ..."""
-        quorum = tuple(self.controller_port + 2 * n for n in range(self.size))
+        step = 0 if self.hosts else 2
+        places = [
+            (self.hosts[n] if self.hosts else "127.0.0.1", self.port + step * n, self.controller_port + step * n)
+            for n in range(self.size)
+        ]
+        quorum = tuple(f"{host}:{controller}" for host, _, controller in places)
         return {
-            f"kafka-{n}": Broker(self.home / f"kafka-{n}", self.port + 2 * (n - 1), quorum[n - 1], self.heap, n, quorum)
-            for n in range(1, self.size + 1)
+            f"kafka-{n}": Broker(self.home / f"kafka-{n}", port, controller, self.heap, n, quorum, host)
+            for n, (host, port, controller) in enumerate(places, start=1)
         }
 
     @property
@@ -44,7 +52,7 @@ class Cluster(Kafka):
         return ",".join(f"{voter}:{directory}" for voter, directory in zip(self._voters(), directory_ids, strict=True))
 
     def _voters(self) -> list[str]:
-        return [f"{node.node_id}@127.0.0.1:{node.controller_port}" for node in self.nodes.values()]
+        return [f"{node.node_id}@{node.host}:{node.controller_port}" for node in self.nodes.values()]
 
     def prepare(self) -> None:
         """Write each node's configuration and format the storage of those that have none."""

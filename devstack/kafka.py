@@ -4,6 +4,7 @@ single broker of `make run`, or a node of a cluster (devstack.cluster)."""
 import base64
 import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -144,19 +145,21 @@ class Kafka:
 
 @dataclass(frozen=True)
 class Broker(Kafka):
-    """One KRaft node, broker and controller at once: alone (no `quorum`), or
-    node `node_id` of a cluster whose controllers listen on the `quorum` ports."""
+    """One KRaft node, broker and controller at once, listening on `host`: alone
+    (no `quorum`), or node `node_id` of a cluster whose controllers listen at
+    the `quorum` addresses (host:port)."""
 
     home: Path
     port: int = 9092
     controller_port: int = 9093
     heap: str = "512m"
     node_id: int = 1
-    quorum: tuple[int, ...] = ()
+    quorum: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def size(self) -> int:
@@ -198,6 +201,18 @@ class Broker(Kafka):
     def command(self) -> list[str]:
         return [*self._java("kafka.Kafka"), str(self.home / "server.properties")]
 
+    def quorum_leader(self) -> int:
+        """The node id of the controller quorum's leader, as Kafka's own tool
+        (kafka-metadata-quorum describe --status) hears it from this node's controller."""
+        tool = self._java("org.apache.kafka.tools.MetadataQuorumCommand", "-XX:TieredStopAtLevel=1")
+        where = f"{self.host}:{self.controller_port}"
+        command = [*tool, "--bootstrap-controller", where, "describe", "--status"]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, preexec_fn=die_with_parent)
+        found = re.search(r"^LeaderId:\s+(\d+)", done.stdout, re.MULTILINE)
+        if found is None:
+            raise StartFailed(f"kafka-metadata-quorum named no leader: {(done.stdout + done.stderr).strip()[-300:]}")
+        return int(found.group(1))
+
     def _java(self, main_class: str, *options: str) -> list[str]:
         return [
             "java",
@@ -216,16 +231,16 @@ class Broker(Kafka):
         """server.properties: alone, its own controller is the quorum; in a cluster it
         finds the quorum through every node's controller (KIP-853's dynamic quorum)."""
         if self.quorum:
-            quorum = "controller.quorum.bootstrap.servers=" + ",".join(f"127.0.0.1:{port}" for port in self.quorum)
+            quorum = "controller.quorum.bootstrap.servers=" + ",".join(self.quorum)
         else:
-            quorum = f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}"
+            quorum = f"controller.quorum.voters=1@{self.host}:{self.controller_port}"
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 f"node.id={self.node_id}",
                 quorum,
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
                 "controller.listener.names=CONTROLLER",
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 f"log.dirs={self.home / 'data'}",

@@ -1,7 +1,7 @@
 """A PostgreSQL server of the stack's own: the binaries this machine has (or
 Debian's `postgresql` package, installed when it has none), one cluster in a
-folder, listening on 127.0.0.1 and a socket folder of its own, one database
-per service. `initdb` and `postgres` refuse to run as root: as root they run
+folder, listening on one address (127.0.0.1 unless told) and a socket folder
+of its own, one database per service. `initdb` and `postgres` refuse to run as root: as root they run
 as the `postgres` user, on folders it owns."""
 
 import hashlib
@@ -107,13 +107,13 @@ def _run(command: list[str], what: str, **options) -> str:
 
 
 class Server:
-    """One cluster in `home` (data/ and socket/), served on 127.0.0.1:`port`.
+    """One cluster in `home` (data/ and socket/), served on `listen`:`port`.
     Not `durable`, it skips fsync: for throw-away test servers only."""
 
     def __init__(
         self, home: Path, port: int = 5432, durable: bool = True, listen: str = "127.0.0.1", clients: str | None = None
     ):
-        """`listen`: the addresses to serve on; `clients`: a network (CIDR) let in
+        """`listen`: the addresses to serve on, separated by commas; `clients`: a network (CIDR) let in
         besides loopback, such as the fault tests' hosts of their own."""
         self.home = home
         self.port = port
@@ -131,7 +131,8 @@ class Server:
         return self.home / "socket"
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+        """On the first address it listens on."""
+        return f"postgresql://{SUPERUSER}@{self.listen.split(',')[0]}:{self.port}/{database}"
 
     def prepare(self, say: Callable[[str], None] = print) -> str:
         """Find (or install) the binaries and create the cluster on first start;
@@ -203,7 +204,7 @@ class Server:
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise StartFailed(
-                        f"PostgreSQL on 127.0.0.1:{self.port} did not answer within {timeout:.0f}s"
+                        f"PostgreSQL on {self.listen}:{self.port} did not answer within {timeout:.0f}s"
                     ) from None
                 if stopping.wait(0.1):
                     return False

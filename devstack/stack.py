@@ -3,8 +3,10 @@ then Kafka (one broker, or three with BROKERS=3), the topics, PostgreSQL (with
 STORE=postgres) and the services, each start step reported on one line; with
 TRACES=1 a Zipkin server too, which every service sends its spans to, and with
 METRICS=1 a Prometheus that scrapes every process and evaluates the alert
-rules. It stops in order (services and Prometheus, then Kafka, PostgreSQL and
-Zipkin) within 15 seconds."""
+rules. With NETWORK=<n> (as root) every process runs on a host of its own,
+at its own address on 10.231.<n>.0/24 (devstack.hosts), which the stack
+removes when it stops. It stops in order (services and Prometheus, then
+Kafka, PostgreSQL and Zipkin) within 15 seconds."""
 
 import os
 import shutil
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from devstack import StartFailed, claim, prometheus, zipkin
 from devstack.cluster import Cluster
+from devstack.hosts import Host, Network
 from devstack.kafka import LIBS, VERSION, Broker, Kafka, fetch
 from devstack.postgres import Server
 from devstack.supervisor import Supervisor
@@ -34,11 +37,24 @@ KEEP = ("stack.lock", "pids.json")  # what a fresh start does not wipe
 BACKING = ("kafka", "postgres")  # stopped once the services that use them have stopped
 STORES = ("sqlite", "postgres")
 CLUSTER_PORTS = " (with BROKERS={brokers}, node n takes KAFKA_PORT+2(n-1) and KAFKA_CONTROLLER_PORT+2(n-1))"
+# Each process's host on a NETWORK: 10.231.<n>.<number>; the machine itself, the test driver's, is .1.
+HOSTS = {"kafka": 11, "postgres": 20, "orders": 30, "billing": 41, "notifications": 51}
+HOSTS |= {f"kafka-{n}": 10 + n for n in range(1, 4)}
+HOSTS |= {
+    f"{service}-{n}": base + n for service, base in (("billing", 40), ("notifications", 50)) for n in range(1, 10)
+}
 
 
 def read_brokers(env: Env) -> int:
     """BROKERS: one Kafka broker, or a cluster of three that may lose one without losing a write."""
     return int(env.text("BROKERS", "1", "[13]", "1 (one Kafka broker) or 3 (a cluster of three)"))
+
+
+def read_network(env: Env) -> int | None:
+    """NETWORK: every process on a host of its own, on network 10.231.<n>.0/24 (root only); unset, all on 127.0.0.1."""
+    if not env.raw("NETWORK", ""):
+        return None
+    return env.whole("NETWORK", 0, 0, 255)
 
 
 def read_store(env: Env) -> str:
@@ -66,6 +82,7 @@ class StackConfig:
     metrics_port: int = 9101  # billing's; each consumer process gets the next one (orders serves /metrics itself)
     metrics: bool = False  # a Prometheus of the stack's own scrapes them all
     prometheus_port: int = 9090
+    network: int | None = None  # each process on a host of its own, on this network (see devstack.hosts)
 
     @classmethod
     def from_env(cls, env: Env) -> "StackConfig":
@@ -84,6 +101,7 @@ class StackConfig:
             metrics_port=env.port("METRICS_PORT", cls.metrics_port),
             metrics=env.whole("METRICS", 0, 0, 1, "1 (start Prometheus, scraping every process) or 0") == 1,
             prometheus_port=env.port("PROMETHEUS_PORT", cls.prometheus_port),
+            network=read_network(env),
         )
         room = 65535 - 2 * (config.brokers - 1)  # node n of a cluster takes each port + 2(n-1)
         for name, port in (("KAFKA_PORT", config.kafka_port), ("KAFKA_CONTROLLER_PORT", config.controller_port)):
@@ -109,19 +127,31 @@ class StackConfig:
         data = self.home / "data"
         if self.store != "postgres":
             return Settings(service=service, data_dir=data)
-        url = Server(self.home / "postgres", self.postgres_port).url(service)
+        url = Server(self.home / "postgres", self.postgres_port, listen=self.address("postgres")).url(service)
         return Settings(service=service, data_dir=data / (name or service), database_url=url)
+
+    def host(self, name: str) -> Host | None:
+        """The host process `name` runs on, on the NETWORK; None without one."""
+        return None if self.network is None else Network(self.network).host(name, HOSTS[name])
+
+    def address(self, name: str) -> str:
+        """Where process `name` listens: its host's address, or 127.0.0.1."""
+        host = self.host(name)
+        return host.address if host else "127.0.0.1"
 
     @property
     def kafka(self) -> Kafka:
         """One broker in kafka/, or the cluster's nodes in kafka-1/, kafka-2/, ... (see devstack.cluster)."""
         if self.brokers == 1:
-            return Broker(self.home / "kafka", self.kafka_port, self.controller_port)
-        return Cluster(self.home, self.kafka_port, self.controller_port, self.brokers)
+            return Broker(self.home / "kafka", self.kafka_port, self.controller_port, host=self.address("kafka"))
+        hosts = (
+            tuple(self.address(f"kafka-{n}") for n in range(1, self.brokers + 1)) if self.network is not None else ()
+        )
+        return Cluster(self.home, self.kafka_port, self.controller_port, self.brokers, hosts=hosts)
 
     @property
     def orders_url(self) -> str:
-        return f"http://127.0.0.1:{self.orders_port}"
+        return f"http://{self.address('orders')}:{self.orders_port}"
 
     @property
     def log_dir(self) -> Path:
@@ -134,7 +164,13 @@ class Stack:
         self.config = config
         self.fresh = fresh
         self.kafka = config.kafka
-        self.postgres = Server(config.home / "postgres", config.postgres_port) if config.store == "postgres" else None
+        self.network = Network(config.network) if config.network is not None else None
+        self.postgres = None
+        if config.store == "postgres":
+            clients = self.network.subnet if self.network else None
+            self.postgres = Server(
+                config.home / "postgres", config.postgres_port, listen=config.address("postgres"), clients=clients
+            )
         self.zipkin = zipkin.Zipkin(config.zipkin_port) if config.traces else None
         self.prometheus = (
             prometheus.Prometheus(config.home / "prometheus", config.prometheus_port) if config.metrics else None
@@ -173,6 +209,8 @@ class Stack:
             ports[self.prometheus.port] = "Prometheus"
             settings += " PROMETHEUS_PORT=.."
         claim.check_ports(ports, f"run this stack on other ports: {settings} make run")
+        if self.network:
+            self._step("hosts", self._create_hosts)
         self._step("fetch", self._fetch)
         if self.zipkin:  # it starts while Kafka does, and is waited for before the services
             self.supervisor.start("zipkin", self.zipkin.command(), orphan_signal=signal.SIGKILL)
@@ -203,6 +241,8 @@ class Stack:
         }
         if settings.database_url:
             env["DATABASE_URL"] = settings.database_url
+        if self.network:
+            env["HTTP_HOST"] = self.config.address(name)  # orders' own address, not its host's loopback
         env["METRICS_PORT"] = str(self.metrics_ports().get(name, ""))  # orders serves them on its HTTP port
         if self.zipkin:
             env |= {
@@ -221,7 +261,24 @@ class Stack:
     def start_process(self, service: str, name: str, **env: str) -> None:
         """Start process `name` of `service`; `env` overrides its settings (another HTTP_PORT, say)."""
         command = [sys.executable, "-m", f"services.{service}"]
-        self.supervisor.start(name, command, self.service_env(service, name) | env)
+        self.supervisor.start(name, self._on_host(name, command), self.service_env(service, name) | env)
+
+    def _on_host(self, name: str, command: list[str]) -> list[str]:
+        """`command` run on process `name`'s host, when the stack has a network."""
+        host = self.config.host(name)
+        return host.command(command) if host else command
+
+    def _create_hosts(self) -> str:
+        """A host for each process on a fresh network (whatever a killed run left of it removed first)."""
+        self.network.remove()
+        self.network.create()
+        names = [*self.kafka.nodes, *(["postgres"] if self.postgres else []), *(name for _, name in self.processes())]
+        for name in names:
+            self.config.host(name).create()
+        return (
+            f"{len(names)} hosts on bridge {self.network.bridge}, {self.network.subnet}"
+            f" (the machine is {self.network.machine}): {', '.join(names)}"
+        )
 
     def processes(self) -> list[tuple[str, str]]:
         """(service, process name) pairs: orders once, the consumers `replicas` times."""
@@ -240,6 +297,8 @@ class Stack:
         services = [name for name in self.supervisor.children if name.split("-")[0] not in BACKING]
         self.supervisor.stop(services, SERVICE_GRACE)
         self.supervisor.stop(list(self.supervisor.children), BROKER_GRACE)
+        if self.network:
+            self.network.remove()
         if running:
             self.supervisor.say(f"stop: everything stopped ({time.monotonic() - began:.1f}s)")
         self.supervisor.close()
@@ -268,7 +327,7 @@ class Stack:
 
     def start_broker(self, name: str) -> None:
         """Start Kafka's process `name` (kafka, or a node of the cluster: kafka-2, say)."""
-        self.supervisor.start(name, self.kafka.nodes[name].command(), orphan_signal=signal.SIGKILL)
+        self.supervisor.start(name, self._on_host(name, self.kafka.nodes[name].command()), orphan_signal=signal.SIGKILL)
 
     def _start_broker(self) -> str:
         self.kafka.prepare()
@@ -287,15 +346,17 @@ class Stack:
     def _start_postgres(self) -> str:
         version = self.postgres.prepare(self.supervisor.say)
         self.supervisor.start(
-            "postgres", self.postgres.command(), orphan_signal=signal.SIGINT, stop_signal=signal.SIGINT
+            "postgres",
+            self._on_host("postgres", self.postgres.command()),
+            orphan_signal=signal.SIGINT,
+            stop_signal=signal.SIGINT,
         )
         if not self.postgres.wait_ready(self.stopping):
             raise Interrupted
         created = self.postgres.create_databases()
         databases = f"created databases {', '.join(created)}" if created else "its databases already there"
-        return (
-            f"PostgreSQL {version} on 127.0.0.1:{self.postgres.port}, data in {_shown(self.postgres.data)}; {databases}"
-        )
+        where = f"{self.postgres.listen}:{self.postgres.port}"
+        return f"PostgreSQL {version} on {where}, data in {_shown(self.postgres.data)}; {databases}"
 
     def _wait_for_zipkin(self) -> str:
         if not self.zipkin.wait_ready(self.stopping):

@@ -2,10 +2,14 @@
 transaction per poll (a savepoint per message): open the envelope, check the
 ledger, run the handler, queue its events in the outbox. Only after that
 transaction commits are the Kafka offsets committed; while the database cannot
-be reached, nothing is committed and the poll is retried."""
+be reached, nothing is committed and the poll is retried. A loop whose every
+store transaction has failed for STORE_OUTAGE_S raises StoreOutage: its
+service leaves the group, so that a replica that reaches the database takes
+its partitions, and joins again once the database answers."""
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -24,6 +28,11 @@ from eventbus.tuning import PROMPT, Pace
 log = logging.getLogger(__name__)
 FIRST_BACKOFF, MAX_BACKOFF = 0.05, 10.0  # seconds
 REDRIVE_OF = "redrive_of"  # a dead letter sent back (make redrive): for the service in its dlq_service alone
+STORE_OUTAGE_S = 5.0
+
+
+class StoreOutage(Exception):
+    """Every store transaction of the loop has failed for STORE_OUTAGE_S."""
 
 
 class Rejected(Exception):
@@ -77,13 +86,17 @@ class ConsumerLoop:
         self._failing: set[tuple[str, int, int]] = set()
         self._queued = False  # something went into the outbox: wake the relay
         self._poller = Poller(consumer, pace)
+        self._store_failing_since: float | None = None
 
     def run(self, stop: threading.Event) -> None:
+        """Raises StoreOutage (nothing committed for the work it could not do)."""
         while not stop.is_set():
             batches = self._poller.poll()
             self._polled()
             if batches:
                 self._process_batch(batches, stop)
+            if self._store_failing_since is not None and time.monotonic() - self._store_failing_since >= STORE_OUTAGE_S:
+                raise StoreOutage(f"the store has failed every transaction for {STORE_OUTAGE_S:.0f}s")
             self._poller.done()
             metrics.LAG.take(self._consumer)
         self._poller.close()
@@ -92,7 +105,7 @@ class ConsumerLoop:
         """Everything one poll returned, in one transaction with a savepoint per
         message (none when nothing is for this service). A message that fails is
         rolled back alone; its partition is sought back to it and retried."""
-        failures = []
+        failures, began = [], time.monotonic()
         ours = any(not self._not_for_us(record) for records in batches.values() for record in records)
         try:
             with self._store.transaction() if ours else nullcontext() as tx:
@@ -101,11 +114,16 @@ class ConsumerLoop:
                         if not self._not_for_us(record):
                             try:
                                 self._traced(tx, record)
+                            except StoreUnavailable:
+                                raise  # the whole batch waits for the store, not this message alone
                             except Exception as error:
                                 failures.append((record, error))
                                 self._poller.seek(record)
                                 break
+            if ours:
+                self._store_failing_since = None
         except StoreUnavailable as error:
+            self._store_failing_since = self._store_failing_since or began  # the try that failed counts
             self._queued = False
             for records in batches.values():
                 self._poller.seek(records[0])

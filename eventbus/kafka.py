@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from eventbus.settings import Settings
 from eventbus.tuning import PROMPT, Pace, Pacer
@@ -23,6 +24,10 @@ IDLE_POLL_S = 0.5  # how long a poll waits when nothing has arrived
 SEND_TIMEOUT_MS = 10_000  # a send Kafka has not acknowledged by then fails, so a flush can wait it out
 CLIENT = {
     "reconnect.backoff.max.ms": 2_000,
+    # A request a broker does not answer (paused, cut off) fails after this long, not
+    # librdkafka's 60 s. Half a send's timeout: a send to a leader gone silent is retried,
+    # once the client has heard of the new leader, before the send itself times out.
+    "socket.timeout.ms": SEND_TIMEOUT_MS // 2,
     "log.connection.close": False,  # an idle connection the broker closes is not news
     "logger": logging.getLogger("librdkafka"),  # its own lines, into our log format
 }
@@ -46,6 +51,17 @@ def make_producer(settings: Settings, transactional_id: str | None = None) -> Pr
         # the hold an open transaction puts on every read_committed consumer of its partitions.
         config |= {"transactional.id": transactional_id, "transaction.timeout.ms": SEND_TIMEOUT_MS}
     return Producer(config)
+
+
+def reachable(settings: Settings, timeout: float) -> bool:
+    """Whether Kafka answers a metadata request from this process within
+    `timeout`, asked by a fresh client: nothing an outage left in another counts."""
+    admin = AdminClient(CLIENT | {"bootstrap.servers": settings.bootstrap_servers})
+    try:
+        admin.list_topics(settings.topic, timeout=timeout)
+        return True
+    except KafkaException:
+        return False
 
 
 def make_consumer(settings: Settings, group: str, pace: Pace = PROMPT) -> Consumer:

@@ -19,12 +19,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from cloudevents.core.bindings.kafka import KafkaMessage
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from eventbus import metrics, tracing
 from eventbus.contracts import Event, timestamp
 from eventbus.envelope import seal
-from eventbus.kafka import SEND_TIMEOUT_MS, make_producer
+from eventbus.kafka import SEND_TIMEOUT_MS, make_producer, reachable
 from eventbus.settings import Settings
 from eventbus.store import Store, StoreUnavailable, Transaction
 from eventbus.tuning import Pacer
@@ -35,6 +35,10 @@ IDLE_POLL = 0.5
 MARK_EVERY_S = 0.2
 PRUNE_EVERY_S = 10.0
 FLUSH_TIMEOUT_S = SEND_TIMEOUT_MS / 1000 + 5
+# A new holder's init_transactions() waits while Kafka still aborts the last holder's
+# transaction (CONCURRENT_TRANSACTIONS): asked again this often, this many times.
+INIT_TIMEOUT_S, INIT_TRIES = 3.0, 5
+PROBE_TIMEOUT_S = 2.0  # after losing Kafka, how long each probe waits for it to answer
 CHANNEL = "outbox"  # notified on commit of new rows, for a relay in another process
 
 
@@ -45,6 +49,7 @@ def create(store: Store) -> None:
         pk="id",
     )
     with store.transaction() as tx:
+        tx.hold("outbox")  # one replica at a time: CREATE INDEX IF NOT EXISTS races another's
         tx.execute("CREATE INDEX IF NOT EXISTS idx_outbox_sent_at ON outbox (sent_at)")
 
 
@@ -98,6 +103,10 @@ class Relay:
     that wakes in the middle of a batch, publishes nothing more: its commit
     fails, it marks nothing sent, and it finds the claim taken. The fence is
     the producer epoch Kafka keeps, not a clock.
+
+    A relay that lost Kafka asks for the claim again only once a metadata
+    probe of its own answers: until then, it would only take the claim from
+    a replica that can publish.
     """
 
     def __init__(self, store: Store, settings: Settings, stop: threading.Event):
@@ -112,6 +121,7 @@ class Relay:
         self._unmarked: list[int] = []  # sent and acknowledged, not yet marked sent
         self._marked_at = 0.0
         self._pruned_at = 0.0
+        self._kafka_lost = False
 
     def start(self) -> None:
         self._store.listen(CHANNEL, self.wake)
@@ -133,7 +143,7 @@ class Relay:
             self._wake.clear()
             round_at = time.monotonic()
             try:
-                published = self._publish_batch() if self._holds_claim() else 0
+                published = self._publish_batch() if self._reaches_kafka() and self._holds_claim() else 0
                 delay = 0.5
             except Exception as error:  # the relay must outlive any outage, Kafka's or the database's
                 log.warning(
@@ -145,6 +155,7 @@ class Relay:
                 self._producer = None  # the next round starts a new one, which aborts what this one left open
                 if isinstance(error, KafkaException):
                     self._claim.release()  # a replica that can reach Kafka publishes meanwhile
+                    self._kafka_lost = True
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10)
                 continue
@@ -160,6 +171,15 @@ class Relay:
         except StoreUnavailable:
             log.info("Outbox rows left unmarked at shutdown are sent again, with the same ce_id, on the next start")
 
+    def _reaches_kafka(self) -> bool:
+        """True unless Kafka was lost and a probe does not get an answer yet (each probe bounded)."""
+        if self._kafka_lost:
+            if not reachable(self._settings, PROBE_TIMEOUT_S):
+                return False
+            log.info("Outbox relay reaches Kafka again; it asks for the claim")
+            self._kafka_lost = False
+        return True
+
     def _holds_claim(self) -> bool:
         """False while another live relay publishes this outbox."""
         held = self._claim.held()
@@ -173,7 +193,14 @@ class Relay:
         """This holder's producer. Making it fences every earlier holder's out."""
         if self._producer is None:
             producer = make_producer(self._settings, transactional_id=f"{self._settings.service}.outbox-relay")
-            producer.init_transactions(FLUSH_TIMEOUT_S)
+            for attempt in range(1, INIT_TRIES + 1):
+                try:
+                    producer.init_transactions(INIT_TIMEOUT_S)
+                    break
+                except KafkaException as error:
+                    if attempt == INIT_TRIES or not _retriable(error):
+                        raise
+                    log.info("Outbox relay's init_transactions: %s; asking again", error.args[0].str())
             self._producer = producer
         return self._producer
 
@@ -237,6 +264,12 @@ class Relay:
                 self._pruned_at = time.monotonic()
         self._unmarked = []
         self._marked_at = time.monotonic()
+
+
+def _retriable(error: KafkaException) -> bool:
+    """What Kafka says may pass if asked again: a time-out, or the last holder's transaction still aborting."""
+    reason = error.args[0]
+    return reason.retriable() or reason.code() in (KafkaError.CONCURRENT_TRANSACTIONS, KafkaError._TIMED_OUT)
 
 
 def _text(value: bytes | None) -> str | None:

@@ -12,15 +12,16 @@ from collections.abc import Callable
 from confluent_kafka import KafkaException
 
 from eventbus import health, ledger, metrics, outbox, tracing, tuning
-from eventbus.consumer import ConsumerLoop, Handler
+from eventbus.consumer import ConsumerLoop, Handler, StoreOutage
 from eventbus.contracts import Event
 from eventbus.kafka import make_consumer
 from eventbus.settings import Settings, listening
-from eventbus.store import Store, Transaction, open_store
+from eventbus.store import Store, StoreUnavailable, Transaction, open_store
 
 log = logging.getLogger(__name__)
 STOP_WITHIN = 4.0  # seconds from SIGTERM to exit, whatever Kafka does; `make run` waits 5
 BEAT_EVERY_S = 1.0  # the heartbeat file is touched at most this often (it goes stale after 30 s)
+STORE_RETRY_S = 1.0  # in a store outage, how often the store is asked whether it answers again
 
 
 def stop_on_signals(stop: threading.Event, *signums: int) -> None:
@@ -117,10 +118,13 @@ class Service:
 
     def _consume(self) -> None:
         """Run the consumer loop; on a Kafka failure start over with a new consumer
-        (the work since the last commit is redone, idempotently)."""
+        (the work since the last commit is redone, idempotently). In a store
+        outage, leave the group until the store answers: a replica that reaches
+        it takes the partitions meanwhile."""
         group = self.settings.service
         while not self.stop.is_set():
             consumer = make_consumer(self.settings, group, self.pace)
+            outage = False
             try:
                 loop = ConsumerLoop(
                     consumer,
@@ -132,6 +136,9 @@ class Service:
                     pace=self.pace,
                 )
                 loop.run(self.stop)
+            except StoreOutage as error:
+                log.warning("Consumer leaves Kafka's group: %s; it joins again once the store answers", error)
+                outage = True
             except KafkaException as error:
                 log.warning("Kafka consumer failed (%s); reconnecting", error)
                 self.stop.wait(1.0)
@@ -141,3 +148,15 @@ class Service:
                 self.stop.set()
             finally:
                 consumer.close()
+            if outage:
+                self._wait_for_store()
+
+    def _wait_for_store(self) -> None:
+        """Until the store answers or the service stops; each try is bounded by the store's own timeouts."""
+        while not self.stop.wait(STORE_RETRY_S):
+            try:
+                self.store.query("SELECT 1 AS up")
+            except StoreUnavailable:
+                continue
+            log.info("The store answers again; the consumer joins Kafka's group")
+            return

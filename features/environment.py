@@ -16,13 +16,14 @@ from pathlib import Path
 from behave import fixture, use_fixture
 from behave.model_core import Status
 
-from devstack.stack import Stack, StackConfig, read_brokers, read_store
+from devstack.stack import Stack, StackConfig, read_brokers, read_network, read_store
 from eventbus.settings import checked, env_int
 from features.browser import SCREENSHOTS, chromium
 from features.driver import Driver, Logs
 from features.evidence import events_table
 from features.faults import Faults
 from features.lifecycle import Place, kill_all
+from features.netfaults import table
 from features.observability import Metrics, Prometheus, Zipkin
 
 LIFECYCLE_PLACES = itertools.count(1)  # each @lifecycle scenario gets a folder and ports of its own
@@ -33,6 +34,9 @@ LIFECYCLE_PLACES = itertools.count(1)  # each @lifecycle scenario gets a folder 
 @fixture
 def local_stack(context):
     offset = env_int("PORT_OFFSET", 0)  # lets several checkouts test side by side
+    # NETWORK=<n> (make netfaults): each process on a host of its own. Zipkin and Prometheus
+    # would listen on the machine's loopback, which no host reaches: neither runs then.
+    network = checked(read_network)
     config = StackConfig(
         home=Path(".run/test"),
         kafka_port=19092 + offset,
@@ -42,11 +46,12 @@ def local_stack(context):
         brokers=checked(read_brokers),  # BROKERS=3 (make cluster): three Kafka brokers, for @brokers3
         store=checked(read_store),  # STORE=postgres: the services keep their state on a PostgreSQL of the stack's
         postgres_port=15432 + offset,
-        traces=True,  # the services send their spans to a Zipkin of the test stack's own
+        traces=network is None,  # the services send their spans to a Zipkin of the test stack's own
         zipkin_port=19411 + offset,
         metrics_port=19101 + offset,
-        metrics=True,  # and a Prometheus of its own scrapes them, evaluating monitoring/alerts.yml
+        metrics=network is None,  # and a Prometheus of its own scrapes them, evaluating monitoring/alerts.yml
         prometheus_port=19090 + offset,
+        network=network,
     )
     os.environ.setdefault(
         "MAILER_FAILURE_RATE", "0.2"
@@ -108,6 +113,8 @@ def before_all(context):
     stack = use_fixture(local_stack, context)
     use_fixture(driver, context, stack.config.orders_url, stack.kafka.bootstrap_servers, str(stack.config.log_dir))
     context.faults = Faults(stack, context.driver)
+    if stack.network:
+        return
     context.zipkin = Zipkin(stack.zipkin.url)
     context.prometheus = Prometheus(stack.prometheus.url)
     context.metrics = Metrics(
@@ -156,6 +163,11 @@ def before_scenario(context, scenario):
             scenario.skip("a broker of three is killed on the local stack with three brokers (make cluster)")
             return
         context.faults.kills = {}
+    if "netfaults" in scenario.effective_tags:
+        if not hasattr(context, "faults") or context.faults.stack.network is None:
+            scenario.skip("hosts of their own need the local stack on a network, as root (make netfaults)")
+            return
+        context.faults.kills = {}
     if "lifecycle" in scenario.effective_tags:
         if os.environ.get("ORDERS_URL"):
             scenario.skip("the lifecycle of make run is shown on local stacks, not on the one named by ORDERS_URL")
@@ -169,6 +181,12 @@ def after_step(context, step):
         path = SCREENSHOTS / f"failed-{context.scenario.name[:60].replace(' ', '-')}.png"
         context.browser.save_screenshot(str(path))
         print(f"screenshot of the failure: {path}")
+
+
+def after_all(context):
+    """On a network, the figures of each fault: make netfaults prints them."""
+    if hasattr(context, "faults") and context.faults.stack.network:
+        print(table(context.faults.stack.config.home / "fault-figures.jsonl"), flush=True)
 
 
 def after_scenario(context, scenario):

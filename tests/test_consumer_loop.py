@@ -2,15 +2,19 @@
 work and outgoing events commit together, and only then the offset."""
 
 import json
+import threading
+import time
 from dataclasses import asdict
 
 import pytest
 from confluent_kafka import Message
 
-from eventbus import ledger
-from eventbus.consumer import ConsumerLoop, Handler, Rejected
+from eventbus import consumer as consumer_loop
+from eventbus import ledger, service
+from eventbus.consumer import ConsumerLoop, Handler, Rejected, StoreOutage
 from eventbus.envelope import seal
 from eventbus.settings import Settings
+from eventbus.store import StoreUnavailable
 from generated.order_created import OrderCreated
 from generated.payment_captured import PaymentCaptured
 
@@ -200,3 +204,90 @@ def test_a_poison_message_read_again_is_set_aside_once(run, fake_consumer, kafka
     consumer = fake_consumer([kafka_record(**poison)], [kafka_record(**poison), kafka_record(**poison | {"offset": 4})])
     run(consumer, Handler(charge))
     assert [row["headers"]["dlq_offset"] for row in outbox_rows()] == [b"3", b"4"]
+
+
+class UnreachableStore:
+    """Every transaction fails, as while the database cannot be reached."""
+
+    def transaction(self):
+        raise StoreUnavailable("PostgreSQL cannot be reached (cut off)")
+
+
+def test_a_loop_whose_store_fails_every_transaction_for_a_while_gives_its_partitions_up(
+    fake_consumer, kafka_record, stop, monkeypatch
+):
+    """A replica cut off from its database would otherwise keep its partitions,
+    heartbeating to Kafka, for as long as the cut lasts: no order in them moves."""
+    monkeypatch.setattr(consumer_loop, "STORE_OUTAGE_S", 0.2)
+    record = kafka_record(seal(order(), "orders"), offset=0)
+    consumer = fake_consumer(*[[record]] * 100)
+    loop = ConsumerLoop(consumer, UnreachableStore(), SETTINGS, {OrderCreated: Handler(charge)}, lambda: None)
+    with pytest.raises(StoreOutage):
+        loop.run(stop)
+    assert all(offset == 0 for _, offset in consumer.commits)  # never past the record it could not process
+    assert not stop.is_set()  # it gave up long before the scripted polls ran out
+
+
+def test_a_service_in_a_store_outage_leaves_the_group_and_joins_again_once_the_store_answers(monkeypatch):
+    """The consumer is closed first (its partitions go to another replica), and a
+    new one made only once the store answers: joining sooner, as the same static
+    member, would take the partitions back into the outage."""
+    said: list[str] = []
+    answers = iter([False, False, True])
+
+    class Loop:
+        runs = 0
+
+        def __init__(self, consumer, *args, **kwargs):
+            pass
+
+        def run(self, stop):
+            Loop.runs += 1
+            if Loop.runs == 1:
+                raise StoreOutage("the store has failed every transaction for 5s")
+            stop.set()
+
+    class Consumer:
+        def close(self):
+            said.append("consumer closed")
+
+    class Store:
+        def query(self, sql):
+            said.append("store asked")
+            if not next(answers):
+                raise StoreUnavailable("PostgreSQL cannot be reached (cut off)")
+
+    class Relay:
+        def wake(self):
+            pass
+
+    def make_consumer(settings, group, pace):
+        said.append("consumer made")
+        return Consumer()
+
+    monkeypatch.setattr(service, "ConsumerLoop", Loop)
+    monkeypatch.setattr(service, "make_consumer", make_consumer)
+    monkeypatch.setattr(service, "STORE_RETRY_S", 0.01)
+    running = service.Service.__new__(service.Service)  # without __init__'s logging, tracing and store set-up
+    running.settings, running.handlers, running.pace = SETTINGS, {}, None
+    running.stop, running.store, running.relay, running.crashed = threading.Event(), Store(), Relay(), False
+    running._consume()
+    assert said == ["consumer made", "consumer closed", *["store asked"] * 3, "consumer made", "consumer closed"]
+
+
+def test_a_message_whose_statement_found_the_store_gone_fails_its_whole_batch(
+    fake_consumer, kafka_record, store, stop, monkeypatch
+):
+    """Not a failure of that one message: the batch counts toward the outage, from the time its try began."""
+    monkeypatch.setattr(consumer_loop, "STORE_OUTAGE_S", 0.2)
+
+    def store_gone(event, tx):
+        time.sleep(0.25)  # a statement on a dead link, given up by the client
+        raise StoreUnavailable("PostgreSQL cannot be reached (connection timed out)")
+
+    record = kafka_record(seal(order(), "orders"), offset=0)
+    consumer = fake_consumer(*[[record]] * 100)
+    loop = ConsumerLoop(consumer, store, SETTINGS, {OrderCreated: Handler(store_gone)}, lambda: None)
+    with pytest.raises(StoreOutage):
+        loop.run(stop)
+    assert consumer.seeks == [(0, 0)]  # one try: it alone lasted longer than the outage allows

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from eventbus import ledger, outbox
 from eventbus.contracts import timestamp
@@ -255,3 +255,59 @@ def test_each_time_a_relay_takes_the_claim_it_publishes_through_a_new_producer_t
     assert [transactional_id for transactional_id, _ in made] == ["billing.outbox-relay"] * 2
     assert [[sent["key"] for sent in producer.sent] for _, producer in made] == [[b"1", b"2"], [b"3"]]
     assert [producer.calls[0] for _, producer in made] == ["init_transactions"] * 2
+
+
+def test_a_new_holders_init_transactions_is_asked_again_while_the_last_holders_transaction_aborts(relay, fake_producer):
+    """Kafka answers CONCURRENT_TRANSACTIONS until it has aborted what the last
+    holder (cut off, say) left open: the same producer asks again at once,
+    rather than being dropped for a new one after a backoff."""
+    producer = fake_producer()
+    refusals = [KafkaException(KafkaError(KafkaError.CONCURRENT_TRANSACTIONS, "still aborting")) for _ in range(2)]
+
+    def init_transactions(timeout=None):
+        producer.calls.append(f"init_transactions({timeout})")
+        if refusals:
+            raise refusals.pop()
+
+    producer.init_transactions = init_transactions
+    assert relay(producer)._fenced_producer() is producer
+    assert producer.calls == [f"init_transactions({outbox.INIT_TIMEOUT_S})"] * 3
+
+
+def test_init_transactions_refused_for_good_is_not_asked_again(relay, fake_producer):
+    producer = fake_producer()
+
+    def init_transactions(timeout=None):
+        producer.calls.append("init_transactions")
+        raise KafkaException(KafkaError(KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "not allowed"))
+
+    producer.init_transactions = init_transactions
+    with pytest.raises(KafkaException):
+        relay(producer)._fenced_producer()
+    assert producer.calls == ["init_transactions"]
+
+
+def test_a_relay_that_lost_kafka_asks_for_the_claim_again_only_once_kafka_answers(
+    store, relay, fake_producer, monkeypatch
+):
+    """Cut off from Kafka, a holder lets the claim go; asking for it again at
+    once would take it from a replica that can publish, and publish nothing."""
+    answers, kafka_answers = [], [False]
+    monkeypatch.setattr(outbox, "reachable", lambda settings, timeout: answers.append(timeout) or kafka_answers[0])
+    producer = fake_producer(failing=(b"1",))
+    holder = relay(producer)
+    with store.transaction() as tx:
+        outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"{}"))
+    holder.start()
+    try:
+        assert within(10, lambda: len(answers) >= 2), "the relay never probed Kafka"
+        other = store.claim("outbox-relay")
+        assert other.held(), "the relay that lost Kafka took the claim back"
+        assert within(2, lambda: len(answers) >= 3)
+        producer._failing = ()
+        kafka_answers[0] = True
+        other.release()
+        assert within(10, lambda: outbox.pending(store) == 0)
+    finally:
+        holder._stop.set()
+        assert holder.join(10)

@@ -6,6 +6,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 from eventbus import kafka
 from eventbus.envelope import seal
 from eventbus.kafka import Poller
+from eventbus.settings import Settings
 from eventbus.tuning import BACKGROUND
 from generated.order_created import OrderCreated
 
@@ -148,3 +149,26 @@ def test_only_a_fatal_error_needs_a_new_client():
     assert not kafka.needs_new_client(KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out")))
     assert not kafka.needs_new_client(KafkaException("no answer from Kafka"))
     assert not kafka.needs_new_client(ValueError("not Kafka's"))
+
+
+def test_every_client_gives_up_on_a_request_a_broker_leaves_unanswered_within_half_a_sends_timeout(monkeypatch):
+    """Not librdkafka's 60 s: a paused or cut-off broker would hold a consumer's
+    fetch, a relay's send or commit for a minute before another broker is asked.
+    Within half a send's timeout, a send is retried on the new leader in time."""
+    configs = []
+
+    class Client:
+        def __init__(self, config):
+            configs.append(config)
+
+        def subscribe(self, topics):
+            pass
+
+    monkeypatch.setattr(kafka, "Producer", Client)
+    monkeypatch.setattr(kafka, "Consumer", Client)
+    settings = Settings(service="test")
+    kafka.make_producer(settings)
+    kafka.make_producer(settings, transactional_id="test.outbox-relay")
+    kafka.make_consumer(settings, "test")
+    assert [config["socket.timeout.ms"] for config in configs] == [5_000] * 3
+    assert kafka.SEND_TIMEOUT_MS == 10_000

@@ -3,9 +3,11 @@ one database per service, stops fast, and leaves no process behind, whatever
 ended the one that started it. Real servers on 127.0.0.1; no broker."""
 
 import os
+import select
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +18,10 @@ import pytest
 from devstack.hosts import Network
 from devstack.postgres import DATABASES, binaries
 from devstack.stack import Stack, StackConfig
+from eventbus import outbox
 from eventbus.settings import Env, SettingError
+from eventbus.store import StoreUnavailable
+from eventbus.store.postgres import PostgresStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -183,3 +188,98 @@ def test_the_server_ends_the_session_of_a_client_whose_host_vanished(network, po
     finally:
         client_host.remove()
     assert freed_after < 20
+
+
+def test_replicas_creating_the_same_tables_at_once_do_not_collide(postgres_database):
+    """CREATE TABLE IF NOT EXISTS (and CREATE INDEX IF NOT EXISTS) is not safe run
+    concurrently: two sessions both find no table and one fails on the catalog's
+    unique key. Replicas starting together each create every table."""
+    stores = [PostgresStore(postgres_database, "test") for _ in range(6)]
+    try:
+        failures = [error for name in ("raced_1", "raced_2", "raced_3") for error in _create_at_once(stores, name)]
+    finally:
+        for store in stores:
+            store.close()
+    assert not failures
+
+
+def _create_at_once(stores: list, name: str) -> list[Exception]:
+    """Each store creates table `name` and the outbox in a thread of its own, all let go at once."""
+    start, failures = threading.Barrier(len(stores)), []
+
+    def create(store) -> None:
+        start.wait()
+        try:
+            store.create_table(name, {"id": "id", "note": str}, pk="id")
+            outbox.create(store)
+        except Exception as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=create, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+QUERY_AFTER_CUT = """
+import sys, time, psycopg
+from eventbus.store.postgres import CONNECTION
+connection = psycopg.connect(sys.argv[1], **CONNECTION)
+print("connected", flush=True)
+sys.stdin.readline()
+began = time.monotonic()
+try:
+    connection.execute("SELECT 1")
+    print("answered", flush=True)
+except psycopg.OperationalError:
+    print(f"gave up after {time.monotonic() - began:.1f}", flush=True)
+"""
+
+
+def test_a_query_on_a_link_gone_dead_is_given_up_within_seconds(network, postgres_home, running_postgres):
+    """A replica cut off from the database alone: its next query gets no
+    acknowledgement, which keepalives (idle sockets only) never notice; the
+    kernel would retransmit it for a quarter of an hour. tcp_user_timeout
+    gives up after 5 s, so the consumer can let its partitions go."""
+    client_host = network.host("client", 2)
+    client_host.create()
+    options = {"listen": f"127.0.0.1,{network.machine}", "clients": f"{client_host.address}/32"}
+    try:
+        with running_postgres(postgres_home, **options) as (server, _):
+            url = f"postgresql://postgres@{network.machine}:{server.port}/postgres"
+            client = subprocess.Popen(
+                client_host.command([sys.executable, "-c", QUERY_AFTER_CUT, url]),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            try:
+                assert client.stdout.readline() == "connected\n"
+                client_host.cut()
+                client.stdin.write("go\n")
+                client.stdin.flush()
+                answered, _, _ = select.select([client.stdout], [], [], 30)
+                said = client.stdout.readline() if answered else "no answer within 30 s"
+            finally:
+                client.kill()
+                client.wait()
+    finally:
+        client_host.remove()
+    assert said.startswith("gave up after ")
+    assert float(said.split()[-1]) < 9
+
+
+def test_a_statement_on_a_lost_connection_says_the_store_is_unavailable(postgres_database):
+    """Inside a transaction, at once: a consumer then retries its whole batch later, not one message."""
+    store = PostgresStore(postgres_database, "test")
+    try:
+        with pytest.raises(StoreUnavailable), store.transaction() as tx:
+            pid = tx.query("SELECT pg_backend_pid() AS pid")[0]["pid"]
+            with psycopg.connect(postgres_database, autocommit=True) as other:
+                other.execute("SELECT pg_terminate_backend(%s)", [pid])
+            tx.execute("SELECT 1")
+    finally:
+        store.close()

@@ -53,6 +53,10 @@ CONNECTION = {
     "keepalives_idle": 4,
     "keepalives_interval": 2,
     "keepalives_count": 3,
+    # A query sent on a link that went dead is given up after this long (ms): the
+    # keepalives above only probe an idle socket, and the kernel would retransmit
+    # an unacknowledged query for some 15 minutes.
+    "tcp_user_timeout": 5_000,
     "options": " ".join(f"-c {name}={value}" for name, value in SESSION.items()),
     "autocommit": True,
 }
@@ -77,15 +81,28 @@ class PostgresTransaction:
         self._channels: set[str] = set()
 
     def execute(self, sql: str, params: tuple | list = ()) -> psycopg.Cursor:
-        return self.connection.execute(to_psycopg(sql), params)
+        with self._reached():
+            return self.connection.execute(to_psycopg(sql), params)
 
     def query(self, sql: str, params: tuple | list = ()) -> list[Row]:
         return list(rows(self.execute(sql, params)))
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        with self.connection.transaction():
+        with self._reached(), self.connection.transaction():
             yield
+
+    @contextmanager
+    def _reached(self) -> Iterator[None]:
+        """A statement that failed because the connection was lost raises
+        StoreUnavailable at once: the whole transaction waits for the server,
+        not the one message whose statement it was."""
+        try:
+            yield
+        except psycopg.OperationalError as error:
+            if not self.connection.broken:
+                raise
+            raise StoreUnavailable(f"PostgreSQL cannot be reached ({_first_line(error)})") from error
 
     def notify(self, channel: str) -> None:
         self._channels.add(channel)
@@ -131,7 +148,9 @@ class PostgresStore:
             raise StoreUnavailable(f"PostgreSQL cannot be reached ({_first_line(error)})") from error
 
     def create_table(self, name: str, columns: dict[str, Any], pk: str | tuple[str, ...]) -> None:
+        """One process at a time (CREATE TABLE IF NOT EXISTS races another's); the lock ends with the transaction."""
         with self.transaction() as tx:
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext('eventbus:create_table'))")
             tx.execute(f'CREATE TABLE IF NOT EXISTS "{name}" ({column_sql(columns, TYPES, pk)})')
             for column, kind in columns.items():
                 tx.execute(f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS "{column}" {TYPES[kind]}')
