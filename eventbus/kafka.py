@@ -28,6 +28,10 @@ CLIENT = {
     # librdkafka's 60 s. Half a send's timeout: a send to a leader gone silent is retried,
     # once the client has heard of the new leader, before the send itself times out.
     "socket.timeout.ms": SEND_TIMEOUT_MS // 2,
+    # And a connection that is not set up by then is given up (librdkafka: 30 s). To a
+    # paused broker the kernel still accepts it, to a cut-off one it hangs in connect: either
+    # way the client would wait out the fault before asking who leads or coordinates now.
+    "socket.connection.setup.timeout.ms": SEND_TIMEOUT_MS // 2,
     "log.connection.close": False,  # an idle connection the broker closes is not news
     "logger": logging.getLogger("librdkafka"),  # its own lines, into our log format
 }

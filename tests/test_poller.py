@@ -151,10 +151,12 @@ def test_only_a_fatal_error_needs_a_new_client():
     assert not kafka.needs_new_client(ValueError("not Kafka's"))
 
 
-def test_every_client_gives_up_on_a_request_a_broker_leaves_unanswered_within_half_a_sends_timeout(monkeypatch):
-    """Not librdkafka's 60 s: a paused or cut-off broker would hold a consumer's
-    fetch, a relay's send or commit for a minute before another broker is asked.
-    Within half a send's timeout, a send is retried on the new leader in time."""
+def test_every_client_gives_up_on_a_broker_that_does_not_answer_within_half_a_sends_timeout(monkeypatch):
+    """Not librdkafka's 60 s for a request, 30 s for a connection: a paused or
+    cut-off broker would hold a consumer's fetch, a relay's send or commit, or
+    the connection to its transaction coordinator, for the whole fault before
+    another broker is asked. Within half a send's timeout, a send is retried
+    on the new leader in time."""
     configs = []
 
     class Client:
@@ -171,4 +173,5 @@ def test_every_client_gives_up_on_a_request_a_broker_leaves_unanswered_within_ha
     kafka.make_producer(settings, transactional_id="test.outbox-relay")
     kafka.make_consumer(settings, "test")
     assert [config["socket.timeout.ms"] for config in configs] == [5_000] * 3
+    assert [config["socket.connection.setup.timeout.ms"] for config in configs] == [5_000] * 3
     assert kafka.SEND_TIMEOUT_MS == 10_000
