@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
 EX_CONFIG = 78  # sysexits.h's "configuration error": a supervisor does not restart it
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRACES_EXPORTERS = ("NONE", "ZIPKIN", "OTLP")  # OpenTelemetry's names for OTEL_TRACES_EXPORTER
@@ -97,12 +94,15 @@ class Env:
         value = self.raw(name, "")
         if not value:
             return None
+        from psycopg import ProgrammingError  # only once a URL is set: a service on SQLite never loads psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
         expected = "a PostgreSQL URL such as postgresql://user:password@host:5432/database"
         if not re.match(r"postgres(ql)?://", value):
             raise SettingError(name, _without_password(value), expected)
         try:
             parts = conninfo_to_dict(value)
-        except psycopg.ProgrammingError:
+        except ProgrammingError:
             raise SettingError(name, _without_password(value), expected) from None
         port = parts.get("port", "5432")
         if not parts.get("dbname") or not (port.isdigit() and 1 <= int(port) <= 65535):

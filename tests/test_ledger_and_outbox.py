@@ -3,7 +3,10 @@ adapter: both commit or roll back with the work they belong to. Then what is
 particular to each adapter: SQLite's checkpoints, and who holds a claim."""
 
 import gc
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -311,3 +314,20 @@ def test_a_relay_that_lost_kafka_asks_for_the_claim_again_only_once_kafka_answer
     finally:
         holder._stop.set()
         assert holder.join(10)
+
+
+def test_a_service_on_sqlite_never_loads_psycopg(tmp_path):
+    """Only the store a service runs on is imported: psycopg is about 10 MB of a
+    process on SQLite for nothing (and sqlite-utils as much on PostgreSQL)."""
+    script = (
+        "import sys\n"
+        "from eventbus.settings import Settings\n"
+        "from eventbus.store import open_store\n"
+        "import services.billing.service as billing\n"
+        "billing.create_tables(open_store(Settings.from_env('billing')))\n"
+        "print(sorted({'psycopg', 'sqlite_utils'} & set(sys.modules)))\n"
+    )
+    env = {"PATH": os.environ["PATH"], "DATA_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['sqlite_utils']"
