@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -156,37 +157,46 @@ sys.stdin.read()
 """
 
 
-def test_the_server_ends_the_session_of_a_client_whose_host_vanished(network, postgres_home, running_postgres):
-    """A client on a host of its own takes an advisory lock, then its host's
-    cable is pulled: the server must end that session, and free the lock, in
-    seconds. Without its keepalive settings it would wait two hours."""
+@contextmanager
+def client_on_a_host_of_its_own(network, postgres_home, running_postgres, script: str):
+    """A PostgreSQL server on the machine and a Python client running `script`
+    (given the server's URL) on host 2 of `network`, talking through pipes;
+    yields (server, client host, client), and removes them all whatever happens."""
     client_host = network.host("client", 2)
     client_host.create()
     options = {"listen": f"127.0.0.1,{network.machine}", "clients": f"{client_host.address}/32"}
     try:
         with running_postgres(postgres_home, **options) as (server, _):
             url = f"postgresql://postgres@{network.machine}:{server.port}/postgres"
-            client = subprocess.Popen(
-                client_host.command([sys.executable, "-c", LOCK_AND_WAIT, url]),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
+            command = client_host.command([sys.executable, "-c", script, url])
+            client = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
             try:
-                assert client.stdout.readline() == "locked\n"
-                with psycopg.connect(server.url(), autocommit=True) as connection:
-                    assert connection.execute("SELECT pg_try_advisory_lock(42)").fetchone() == (False,)
-                    client_host.cut()
-                    cut_at = time.monotonic()
-                    while not connection.execute("SELECT pg_try_advisory_lock(42)").fetchone()[0]:
-                        assert time.monotonic() - cut_at < 30, "the vanished client's session still holds its lock"
-                        time.sleep(0.2)  # polling the lock, not waiting for it
-                    freed_after = time.monotonic() - cut_at
+                yield server, client_host, client
             finally:
                 client.kill()
                 client.wait()
     finally:
         client_host.remove()
+
+
+def test_the_server_ends_the_session_of_a_client_whose_host_vanished(network, postgres_home, running_postgres):
+    """A client on a host of its own takes an advisory lock, then its host's
+    cable is pulled: the server must end that session, and free the lock, in
+    seconds. Without its keepalive settings it would wait two hours."""
+    with client_on_a_host_of_its_own(network, postgres_home, running_postgres, LOCK_AND_WAIT) as (
+        server,
+        client_host,
+        client,
+    ):
+        assert client.stdout.readline() == "locked\n"
+        with psycopg.connect(server.url(), autocommit=True) as connection:
+            assert connection.execute("SELECT pg_try_advisory_lock(42)").fetchone() == (False,)
+            client_host.cut()
+            cut_at = time.monotonic()
+            while not connection.execute("SELECT pg_try_advisory_lock(42)").fetchone()[0]:
+                assert time.monotonic() - cut_at < 30, "the vanished client's session still holds its lock"
+                time.sleep(0.2)  # polling the lock, not waiting for it
+            freed_after = time.monotonic() - cut_at
     assert freed_after < 20
 
 
@@ -243,31 +253,17 @@ def test_a_query_on_a_link_gone_dead_is_given_up_within_seconds(network, postgre
     acknowledgement, which keepalives (idle sockets only) never notice; the
     kernel would retransmit it for a quarter of an hour. tcp_user_timeout
     gives up after 5 s, so the consumer can let its partitions go."""
-    client_host = network.host("client", 2)
-    client_host.create()
-    options = {"listen": f"127.0.0.1,{network.machine}", "clients": f"{client_host.address}/32"}
-    try:
-        with running_postgres(postgres_home, **options) as (server, _):
-            url = f"postgresql://postgres@{network.machine}:{server.port}/postgres"
-            client = subprocess.Popen(
-                client_host.command([sys.executable, "-c", QUERY_AFTER_CUT, url]),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-                cwd=ROOT,
-            )
-            try:
-                assert client.stdout.readline() == "connected\n"
-                client_host.cut()
-                client.stdin.write("go\n")
-                client.stdin.flush()
-                answered, _, _ = select.select([client.stdout], [], [], 30)
-                said = client.stdout.readline() if answered else "no answer within 30 s"
-            finally:
-                client.kill()
-                client.wait()
-    finally:
-        client_host.remove()
+    with client_on_a_host_of_its_own(network, postgres_home, running_postgres, QUERY_AFTER_CUT) as (
+        _,
+        client_host,
+        client,
+    ):
+        assert client.stdout.readline() == "connected\n"
+        client_host.cut()
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        answered, _, _ = select.select([client.stdout], [], [], 30)
+        said = client.stdout.readline() if answered else "no answer within 30 s"
     assert said.startswith("gave up after ")
     assert float(said.split()[-1]) < 9
 
