@@ -8,7 +8,12 @@ Feature: Whichever host fails, every accepted order is emailed within 30 seconds
   of each service is left, every accepted order is still charged once and
   emailed once, none waits more than 30 seconds for its email, and when the
   fault ends nothing is doubled and nothing is left waiting. Orders and the
-  database have one process each: they are paused for 10 seconds.
+  database have one process each: they are paused for 10 seconds. Each fault
+  starts on a whole cluster: a broker restarted by the fault before must be
+  back in sync first, or two brokers would be out at once.
+
+  Background:
+    Given every broker holds an in-sync copy of every partition
 
   Scenario Outline: <who> <fault> for <lasting> seconds during a burst of orders
     When 80 orders are placed over 40 seconds while <who> is <fault> for <lasting> seconds

@@ -2,10 +2,21 @@
 
 import time
 
-from behave import then, when
+from behave import given, then, when
 
+from features.driver import wait_until
 from features.netfaults import HostFaults
 from features.steps.fault_steps import longest_stall
+
+
+@given("every broker holds an in-sync copy of every partition")
+def step_cluster_whole(context):
+    faults = context.faults
+
+    def whole() -> bool:
+        return all(faults.in_sync_everywhere(broker) for broker in faults.stack.kafka.nodes)
+
+    wait_until(whole, "every broker is in sync on every partition", 120)
 
 
 @when("{count:d} orders are placed over {seconds:d} seconds while {who} is {fault} for {lasting:d} seconds")
