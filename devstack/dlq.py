@@ -19,6 +19,7 @@ from confluent_kafka import KafkaException, Message
 
 from devstack.topic import Seen, read_to_end, reader, seen
 from eventbus.consumer import REDRIVE_OF
+from eventbus.outbox import Fence
 from eventbus.settings import Settings
 
 PAYLOAD_SHOWN = 60  # characters of the payload a line shows
@@ -103,8 +104,10 @@ def sent_back(bootstrap_servers: str, redrive_topic: str) -> set[str]:
 def dead_letters(settings: Settings) -> list[tuple[DeadLetter, Message]]:
     """Every dead letter as of now, oldest first, each with the message it is."""
     back = sent_back(settings.bootstrap_servers, settings.redrive_topic)
-    letters = []
+    letters, fence = [], Fence()
     for record in read_from_start(settings.bootstrap_servers, settings.dead_letter_topic):
+        if fence.stale((record.topic(), record.partition()), dict(record.headers() or [])):
+            continue  # a late copy from a relay that had lost its claim
         letter = DeadLetter.of(seen(record))
         letters.append((replace(letter, sent_back=letter.place in back), record))
     return letters

@@ -27,6 +27,7 @@ from confluent_kafka import KafkaException, Message, Producer
 from devstack.dlq import DeadLetter, Filter, dead_letters
 from devstack.kafka import client
 from eventbus.consumer import REDRIVE_OF
+from eventbus.outbox import EPOCH_HEADER
 from eventbus.settings import Settings
 
 SERVICES = ("orders", "billing", "notifications")
@@ -100,7 +101,7 @@ def places(text: str) -> frozenset[str]:
 def copy(record: Message, letter: DeadLetter) -> dict:
     """What goes back onto the events topic: the dead letter as it is (its headers
     name the service it goes back to, and why it failed), and which one it is."""
-    headers = [(name, value) for name, value in record.headers() or [] if name != REDRIVE_OF]
+    headers = [(name, value) for name, value in record.headers() or [] if name not in (REDRIVE_OF, EPOCH_HEADER)]
     return {"key": record.key(), "value": record.value(), "headers": [*headers, (REDRIVE_OF, letter.place.encode())]}
 
 

@@ -1,8 +1,9 @@
 """The one consumer loop. For each message a poll returns, in one store
-transaction per poll (a savepoint per message): open the envelope, check the
-ledger, run the handler, queue its events in the outbox. Only after that
-transaction commits are the Kafka offsets committed; while the database cannot
-be reached, nothing is committed and the poll is retried. A loop whose every
+transaction per poll (a savepoint per message): drop a fenced-off relay's
+late copy (eventbus.outbox.Fence), open the envelope, check the ledger, run
+the handler, queue its events in the outbox. Only after that transaction
+commits are the Kafka offsets committed; while the database cannot be
+reached, nothing is committed and the poll is retried. A loop whose every
 store transaction has failed for STORE_OUTAGE_S raises StoreOutage: its
 service leaves the group, so that a replica that reaches the database takes
 its partitions, and joins again once the database answers."""
@@ -86,6 +87,7 @@ class ConsumerLoop:
         self._failing: set[tuple[str, int, int]] = set()
         self._queued = False  # something went into the outbox: wake the relay
         self._poller = Poller(consumer, pace)
+        self._fence = outbox.Fence()
         self._store_failing_since: float | None = None
 
     def run(self, stop: threading.Event) -> None:
@@ -171,6 +173,8 @@ class ConsumerLoop:
     def _process(self, tx: Transaction, record: Message) -> str:
         """Handle one message inside the batch's transaction; returns what became of it."""
         headers = dict(record.headers() or [])
+        if self._fence.stale((record.topic(), record.partition()), headers):
+            return "stale"
         try:
             envelope = open_message(headers, record.key(), record.value())
         except PoisonMessage as poison:

@@ -37,24 +37,20 @@ CLIENT = {
 }
 
 
-def make_producer(settings: Settings, transactional_id: str | None = None) -> Producer:
+def make_producer(settings: Settings) -> Producer:
     """acks=all with idempotence: a retried send never writes a second copy,
-    and the records of one key stay in order. With a `transactional_id`, its
-    sends are written in transactions, and a new producer of the same id that
-    calls init_transactions() fences every older one: their sends fail."""
-    config = CLIENT | {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "client.id": settings.service,
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 1,  # the relay flushes each batch anyway
-        "message.timeout.ms": SEND_TIMEOUT_MS,
-    }
-    if transactional_id is not None:
-        # The coordinator aborts a transaction left open this long (its producer paused, say), and with it
-        # the hold an open transaction puts on every read_committed consumer of its partitions.
-        config |= {"transactional.id": transactional_id, "transaction.timeout.ms": SEND_TIMEOUT_MS}
-    return Producer(config)
+    and the records of one key stay in order."""
+    return Producer(
+        CLIENT
+        | {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "client.id": settings.service,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 1,  # the relay flushes each batch anyway
+            "message.timeout.ms": SEND_TIMEOUT_MS,
+        }
+    )
 
 
 def reachable(settings: Settings, timeout: float) -> bool:
@@ -142,7 +138,7 @@ class TopicSize:
     """How many records a topic holds, counted by reading it on from where the
     last count stopped, at most every `fresh_for_s`, however often it is called:
     the order page asks every second. (Each partition's end less its start
-    would count the commit markers of the relays' transactions too.) Raises
+    would count the commit markers of make redrive's transactions too.) Raises
     KafkaException while Kafka does not answer."""
 
     def __init__(self, settings: Settings, topic: str, fresh_for_s: float = 2.0, timeout: float = 1.0):
@@ -194,7 +190,7 @@ class Poller:
     at close): committing less often only means more idempotent redelivery
     after a crash. What is committed is the client's position on each
     partition, not the last record's offset + 1: the position steps over the
-    commit markers of transactions (the relays publish in them), so a group
+    commit markers of transactions (make redrive writes in them), so a group
     that has read everything lags by 0, not by one marker per partition."""
 
     def __init__(self, consumer: Consumer, pace: Pace = PROMPT, pacer: Pacer | None = None):

@@ -1,9 +1,10 @@
 """The transactional outbox: events are written in the same transaction as
 the state change that caused them, then a relay publishes them to Kafka.
 
-A row is marked sent only once the Kafka transaction it was sent in has
-committed; a row published again after a crash keeps its headers, so its
-duplicate carries the same ce_id.
+A row is marked sent only once Kafka has acknowledged it, and only by the
+relay that still holds the outbox's claim; a row published again (after a
+crash, or by the next holder) keeps its headers, so its duplicate carries the
+same ce_id.
 Marks are written together, at most every MARK_EVERY_S: one write transaction
 for many relay rounds instead of one per round, at the price of a few more
 duplicates (same ce_id, absorbed by the consumers' ledgers) after a crash.
@@ -24,7 +25,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from eventbus import metrics, tracing
 from eventbus.contracts import Event, timestamp
 from eventbus.envelope import seal
-from eventbus.kafka import SEND_TIMEOUT_MS, make_producer, reachable
+from eventbus.kafka import SEND_TIMEOUT_MS, Partition, make_producer, reachable
 from eventbus.settings import Settings
 from eventbus.store import Store, StoreUnavailable, Transaction
 from eventbus.tuning import Pacer
@@ -35,9 +36,7 @@ IDLE_POLL = 0.5
 MARK_EVERY_S = 0.2
 PRUNE_EVERY_S = 10.0
 FLUSH_TIMEOUT_S = SEND_TIMEOUT_MS / 1000 + 5
-# A new holder's init_transactions() waits while Kafka still aborts the last holder's
-# transaction (CONCURRENT_TRANSACTIONS): asked again this often, this many times.
-INIT_TIMEOUT_S, INIT_TRIES = 3.0, 5
+EPOCH_HEADER = "relay_epoch"  # "<service>:<epoch of its relay's claim>", on every record a relay publishes
 PROBE_TIMEOUT_S = 2.0  # after losing Kafka, how long each probe waits for it to answer
 CHANNEL = "outbox"  # notified on commit of new rows, for a relay in another process
 
@@ -95,14 +94,16 @@ class Relay:
     another takes over. Rows committed by another replica
     wake this relay through the store's notifications; polling is the fallback.
 
-    The claim keeps the relays live; Kafka fences them. The holder publishes
-    each batch in a Kafka transaction, under one transactional id per outbox,
-    and a new holder's producer calls init_transactions() before it sends:
-    Kafka then aborts what the last holder left open and refuses whatever it
-    sends from then on. So a holder paused or cut off until it lost the claim,
-    that wakes in the middle of a batch, publishes nothing more: its commit
-    fails, it marks nothing sent, and it finds the claim taken. The fence is
-    the producer epoch Kafka keeps, not a clock.
+    The claim keeps the relays live, and its epoch fences them. Each record
+    carries the epoch its holder took the claim at (EPOCH_HEADER). A holder
+    paused or cut off until it lost the claim, that wakes in the middle of a
+    batch, may still get the rest of it into Kafka; but it marks nothing sent
+    (the mark checks the claim in its own transaction), so the next holder
+    publishes those rows again, and every reader of ours drops a record
+    older than one it has read from the same relay on that partition (Fence).
+    The fence is a number in the store, not a clock. (Kafka transactions
+    fenced the relays before, at half the chain's CPU and latency: see
+    docs/performance.md.)
 
     A relay that lost Kafka asks for the claim again only once a metadata
     probe of its own answers: until then, it would only take the claim from
@@ -117,7 +118,7 @@ class Relay:
         self._pacer = Pacer()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
         self._claim = store.claim("outbox-relay")
-        self._producer: Producer | None = None  # while holding the claim: fenced in, every earlier holder out
+        self._producer: Producer | None = None
         self._unmarked: list[int] = []  # sent and acknowledged, not yet marked sent
         self._marked_at = 0.0
         self._pruned_at = 0.0
@@ -152,7 +153,7 @@ class Relay:
                     delay,
                     exc_info=not isinstance(error, KafkaException | StoreUnavailable),
                 )
-                self._producer = None  # the next round starts a new one, which aborts what this one left open
+                self._producer = None  # the next round starts a new one, with nothing of this one's queued
                 if isinstance(error, KafkaException):
                     self._claim.release()  # a replica that can reach Kafka publishes meanwhile
                     self._kafka_lost = True
@@ -183,26 +184,9 @@ class Relay:
     def _holds_claim(self) -> bool:
         """False while another live relay publishes this outbox."""
         held = self._claim.held()
-        if not held:
-            if self._unmarked:
-                self._mark_sent()  # what this relay sent before it lost the claim
-            self._producer = None  # fenced out by the next holder's anyway
+        if not held and self._unmarked:
+            self._mark_sent()  # what this relay sent, if no one took the claim since
         return held
-
-    def _fenced_producer(self) -> Producer:
-        """This holder's producer. Making it fences every earlier holder's out."""
-        if self._producer is None:
-            producer = make_producer(self._settings, transactional_id=f"{self._settings.service}.outbox-relay")
-            for attempt in range(1, INIT_TRIES + 1):
-                try:
-                    producer.init_transactions(INIT_TIMEOUT_S)
-                    break
-                except KafkaException as error:
-                    if attempt == INIT_TRIES or not _retriable(error):
-                        raise
-                    log.info("Outbox relay's init_transactions: %s; asking again", error.args[0].str())
-            self._producer = producer
-        return self._producer
 
     def _publish_batch_before_exit(self) -> None:
         try:
@@ -219,17 +203,15 @@ class Relay:
             if self._unmarked and (mark_now or self._mark_due_in() <= 0):
                 self._mark_sent()
             return 0
-        producer = self._fenced_producer()
-        began = time.monotonic()
-        producer.begin_transaction()
+        self._producer = producer = self._producer or make_producer(self._settings)
+        began, epoch, failed = time.monotonic(), f"{self._settings.service}:{self._claim.epoch}".encode(), []
         for row in rows:
-            self._send(producer, row)
-        try:
-            producer.commit_transaction(FLUSH_TIMEOUT_S)  # all acknowledged and visible, or none
-        except KafkaException:
+            self._send(producer, row, epoch, failed)
+        unanswered = producer.flush(FLUSH_TIMEOUT_S)
+        if failed or unanswered:
             if self._unmarked:
-                self._mark_sent()  # the earlier batches' rows, which were committed
-            raise
+                self._mark_sent()  # the earlier batches' rows, which were acknowledged
+            raise KafkaException(failed[0] if failed else KafkaError(KafkaError._MSG_TIMED_OUT, "no answer"))
         metrics.RELAY_PUBLISH.observe(time.monotonic() - began)
         self._unmarked += [row["id"] for row in rows]
         if mark_now or self._mark_due_in() <= 0:
@@ -237,17 +219,20 @@ class Relay:
         return len(rows)
 
     @staticmethod
-    def _send(producer: Producer, row: dict) -> None:
-        """Hand one row to the producer inside a producer span, child of the span
-        that wrote the row; Kafka's answer ends the span."""
-        headers = dict(_headers(row["headers"]))
+    def _send(producer: Producer, row: dict, epoch: bytes, failed: list[KafkaError]) -> None:
+        """Hand one row to the producer, stamped with the claim's epoch, inside a
+        producer span, child of the span that wrote the row; Kafka's answer ends
+        the span, and a refusal joins `failed`."""
+        headers = dict(_headers(row["headers"])) | {EPOCH_HEADER: epoch}  # a dead letter's came from its original
         span = tracing.publishing(row["topic"], row["key"], headers)
+
+        def answered(error: KafkaError | None, message) -> None:
+            tracing.published(span, error, message)
+            if error is not None:
+                failed.append(error)
+
         producer.produce(
-            row["topic"],
-            value=row["value"],
-            key=row["key"],
-            headers=list(headers.items()),
-            on_delivery=lambda error, message: tracing.published(span, error, message),
+            row["topic"], value=row["value"], key=row["key"], headers=list(headers.items()), on_delivery=answered
         )
 
     def _mark_due_in(self) -> float:
@@ -255,21 +240,46 @@ class Relay:
 
     def _mark_sent(self) -> None:
         """Mark every acknowledged row sent, in one transaction, which every
-        PRUNE_EVERY_S also deletes the rows sent longer ago than the retention."""
+        PRUNE_EVERY_S also deletes the rows sent longer ago than the retention.
+        Only while no one took the claim since: a later holder's records may
+        already be on the topic, and readers drop this relay's that come after
+        them, so that holder must publish these rows again."""
         sent = self._unmarked
         with self._store.transaction() as tx:
-            tx.execute(f"UPDATE outbox SET sent_at = ? WHERE id IN ({','.join('?' * len(sent))})", [timestamp(), *sent])
-            if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
-                prune(tx, self._settings.outbox_retention_s)
-                self._pruned_at = time.monotonic()
+            if not self._claim.still_held(tx):
+                log.info("Outbox relay lost its claim: the next holder publishes its %d unmarked rows again", len(sent))
+            else:
+                tx.execute(
+                    f"UPDATE outbox SET sent_at = ? WHERE id IN ({','.join('?' * len(sent))})", [timestamp(), *sent]
+                )
+                if time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+                    prune(tx, self._settings.outbox_retention_s)
+                    self._pruned_at = time.monotonic()
         self._unmarked = []
         self._marked_at = time.monotonic()
 
 
-def _retriable(error: KafkaException) -> bool:
-    """What Kafka says may pass if asked again: a time-out, or the last holder's transaction still aborting."""
-    reason = error.args[0]
-    return reason.retriable() or reason.code() in (KafkaError.CONCURRENT_TRANSACTIONS, KafkaError._TIMED_OUT)
+class Fence:
+    """What a reader of ours drops: a record a relay sent under an older claim
+    than a record from that relay it has read on the same partition. That
+    relay was paused or cut off while another took its claim, and the other
+    publishes every row it had not marked sent again (see Relay); a copy that
+    comes before the new holder's records is kept, and the ledger knows its
+    duplicate. In memory: after a restart or a rebalance, a late copy is
+    read like any duplicate."""
+
+    def __init__(self):
+        self._newest: dict[tuple[Partition, str], int] = {}
+
+    def stale(self, partition: Partition, headers: dict[str, bytes]) -> bool:
+        relay, _, epoch = (headers.get(EPOCH_HEADER) or b"").decode("latin-1").rpartition(":")
+        if not epoch.isdigit():
+            return False  # not sent by a relay of ours
+        newest = self._newest.get((partition, relay), 0)
+        if int(epoch) < newest:
+            return True
+        self._newest[partition, relay] = int(epoch)
+        return False
 
 
 def _text(value: bytes | None) -> str | None:

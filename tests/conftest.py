@@ -24,7 +24,7 @@ from wsgiref.util import setup_testing_defaults
 import psycopg
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
-from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_INVALID, KafkaError, Message, TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -269,36 +269,28 @@ class FakeConsumer:
 
 
 class FakeProducer:
-    """Takes sends as confluent-kafka's transactional Producer does and answers
-    them at the commit: each acknowledged on partition 1 at the next offset, or
-    failed for the `failing` keys, which fails the commit (nothing is visible)."""
+    """Takes sends as confluent-kafka's Producer does and answers them at the
+    flush: each acknowledged on partition 1 at the next offset, or failed for
+    the `failing` keys."""
 
     def __init__(self, failing: tuple[bytes, ...] = ()):
         self.sent: list[dict] = []
-        self.calls: list[str] = []  # init_transactions, begin_transaction, commit_transaction, in order
+        self.flushes = 0
         self._failing = failing
         self._answers: list = []
-
-    def init_transactions(self, timeout=None) -> None:
-        self.calls.append("init_transactions")
-
-    def begin_transaction(self) -> None:
-        self.calls.append("begin_transaction")
 
     def produce(self, topic, value, key, headers, on_delivery):
         self.sent.append({"topic": topic, "key": key, "value": value, "headers": headers})
         error = KafkaError(KafkaError._MSG_TIMED_OUT, "broker said no") if key in self._failing else None
         message = Message(topic=topic, partition=1, offset=len(self.sent), key=key, value=value)
-        self._answers.append((error, lambda: on_delivery(error, message)))
+        self._answers.append(lambda: on_delivery(error, message))
 
-    def commit_transaction(self, timeout=None) -> None:
-        self.calls.append("commit_transaction")
+    def flush(self, timeout=None) -> int:
+        self.flushes += 1
         answers, self._answers = self._answers, []
-        for _, answer in answers:
+        for answer in answers:
             answer()
-        failed = [error for error, _ in answers if error is not None]
-        if failed:
-            raise KafkaException(KafkaError(KafkaError._INCONSISTENT, failed[0].str(), txn_requires_abort=True))
+        return 0
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ def test_a_paused_holder_loses_the_claim_and_learns_it_when_it_wakes(store_setti
 
 
 def test_a_relay_that_cannot_reach_kafka_lets_another_replica_publish(store, tmp_path, fake_producer, monkeypatch):
-    monkeypatch.setattr(outbox, "make_producer", lambda settings, transactional_id: fake_producer(failing=(b"1",)))
+    monkeypatch.setattr(outbox, "make_producer", lambda settings: fake_producer(failing=(b"1",)))
     with store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"{}"))
     stop = threading.Event()

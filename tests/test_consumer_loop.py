@@ -73,6 +73,21 @@ def test_a_duplicate_key_goes_to_on_duplicate_and_writes_nothing(run, fake_consu
     assert consumer.commits == [(0, 1), (0, 2)]
 
 
+def test_a_relays_late_copy_sent_under_an_older_claim_is_dropped_unhandled(
+    run, fake_consumer, kafka_record, outbox_rows
+):
+    def stamped(order_id: int, epoch: int, offset: int) -> Message:
+        message = seal(order(order_id), "orders")
+        return kafka_record(
+            headers=message.headers | {"relay_epoch": f"orders:{epoch}".encode()}, value=message.value, offset=offset
+        )
+
+    consumer = fake_consumer([stamped(1, 2, offset=0), stamped(2, 1, offset=1), stamped(3, 2, offset=2)])
+    run(consumer, Handler(charge))
+    assert [json.loads(row["value"])["orderId"] for row in outbox_rows()] == [1, 3]
+    assert consumer.commits == [(0, 3)]
+
+
 SEALED = seal(order(), "orders")
 POISON = {
     "no ce_type": ({"ce_id": b"1"}, b"{}"),

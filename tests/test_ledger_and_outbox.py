@@ -12,7 +12,7 @@ import time
 
 import pytest
 from cloudevents.core.bindings.kafka import KafkaMessage
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 
 from eventbus import ledger, outbox
 from eventbus.contracts import timestamp
@@ -60,8 +60,10 @@ def relay(store, tmp_path, monkeypatch):
     """`relay(producer)`: a relay of the test's store that publishes through `producer`."""
 
     def make(producer) -> outbox.Relay:
-        monkeypatch.setattr(outbox, "make_producer", lambda settings, transactional_id: producer)
-        return outbox.Relay(store, Settings(service="test", data_dir=tmp_path), threading.Event())
+        monkeypatch.setattr(outbox, "make_producer", lambda settings: producer)
+        made = outbox.Relay(store, Settings(service="test", data_dir=tmp_path), threading.Event())
+        assert made._holds_claim()
+        return made
 
     return make
 
@@ -73,18 +75,20 @@ def test_headers_reach_kafka_byte_for_byte(store, relay, fake_producer):
     producer = fake_producer()
     assert relay(producer)._publish_batch() == 1
     [sent] = producer.sent
-    assert sent | {"headers": sent["headers"][:-1]} == {
+    added = dict(sent["headers"])
+    assert added.pop("relay_epoch") == b"test:1"  # its relay's, which took the claim first
+    assert added.pop("traceparent")  # the relay's span, which sent it
+    assert sent | {"headers": list(added.items())} == {
         "topic": "orders.events",
         "key": b"1",
         "value": b'{"orderId": 1}',
         "headers": list(headers.items()),
     }
-    assert sent["headers"][-1][0] == "traceparent"  # the relay's span, which sent it
     assert outbox.pending(store) == 0
 
 
 def test_a_batch_kafka_did_not_acknowledge_in_full_stays_pending_in_full(store, relay, fake_producer):
-    """Its transaction failed: no row of it is visible to a read_committed consumer, so none is marked."""
+    """None is marked: the next round sends the batch again, and a copy that reached Kafka shares its ce_id."""
     with store.transaction() as tx:
         for key in (b"1", b"2"):
             outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
@@ -110,7 +114,7 @@ def test_rows_sent_in_quick_rounds_go_out_once_and_are_marked_in_one_transaction
     assert quick._publish_batch(mark_now=True) == 0
     assert [message["key"] for message in producer.sent] == [b"1", b"2", b"3"]
     assert outbox.pending(store) == 0
-    assert producer.calls == ["init_transactions"] + ["begin_transaction", "commit_transaction"] * 3
+    assert producer.flushes == 3
 
 
 def test_while_rows_keep_coming_relay_rounds_start_at_most_every_hold_the_pacer_sets(
@@ -119,9 +123,9 @@ def test_while_rows_keep_coming_relay_rounds_start_at_most_every_hold_the_pacer_
     rounds = []
 
     class CountingProducer(fake_producer):
-        def begin_transaction(self) -> None:
+        def flush(self, timeout=None) -> int:
             rounds.append(time.monotonic())
-            super().begin_transaction()
+            return super().flush(timeout)
 
     class HoldingPacer:
         def count(self, events: int) -> None:
@@ -203,91 +207,59 @@ def test_the_checkpoint_thread_ends_with_its_store(tmp_path):
     assert within(15.0, lambda: not thread.is_alive())
 
 
-def test_a_relay_that_lost_its_claim_still_marks_what_it_sent(store, relay, fake_producer):
+def test_a_relay_whose_claim_was_taken_marks_nothing_and_the_next_holder_sends_it_again(store, relay, fake_producer):
+    """Readers drop what the first sends after the next holder's records (outbox.Fence),
+    so only a holder that still holds the claim may mark a row sent."""
     with store.transaction() as tx:
         outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=b"1", value=b"{}"))
-    first = relay(fake_producer())
-    assert first._holds_claim()
+    first_producer, next_producer = fake_producer(), fake_producer()
+    first = relay(first_producer)
     first._marked_at = time.monotonic()  # not due yet: the row stays unmarked
     first._publish_batch()
-    assert outbox.pending(store) == 1
-    first._claim.held = lambda: False  # as if it stalled and another relay took over
+    first._claim.release()  # as the store does when its holder falls silent
+    after = relay(next_producer)
     assert not first._holds_claim()
+    assert first._unmarked == [] and outbox.pending(store) == 1
+    assert after._publish_batch(mark_now=True) == 1
     assert outbox.pending(store) == 0
+    sent = first_producer.sent + next_producer.sent
+    assert [dict(message["headers"])["relay_epoch"] for message in sent] == [b"test:1", b"test:2"]
 
 
-def test_one_process_at_a_time_holds_a_claim_until_it_lets_go(store_settings):
+def test_each_take_of_a_claim_has_a_higher_epoch_and_ends_the_last_holders_word(store_settings):
     stores = [open_store(store_settings), open_store(store_settings)]
     first, second = (store.claim("relay") for store in stores)
     assert first.held() and first.held()
+    epoch = first.epoch
+    with stores[0].transaction() as tx:
+        assert first.still_held(tx)
     assert not second.held()
     first.release()
-    assert second.held()
-    assert not first.held()
+    assert second.held() and second.epoch == epoch + 1
+    with stores[0].transaction() as tx:
+        assert not first.still_held(tx)
     second.release()
+    assert first.held() and first.epoch == epoch + 2
+    first.release()
     for store in stores:
         store.close()
 
 
-def test_each_time_a_relay_takes_the_claim_it_publishes_through_a_new_producer_that_fences_the_last(
-    store, tmp_path, monkeypatch, fake_producer
-):
-    """A new producer of the outbox's transactional id, initialised before its first send,
-    is what makes Kafka refuse everything an earlier holder (this one, paused, say) still sends."""
-    made: list[tuple[str, object]] = []
+def test_a_reader_drops_a_relays_record_older_than_one_it_read_from_that_relay_on_that_partition():
+    fence = outbox.Fence()
 
-    def make_producer(settings, transactional_id):
-        made.append((transactional_id, fake_producer()))
-        return made[-1][1]
+    def stale(partition: int, stamp: bytes) -> bool:
+        return fence.stale(("orders.events", partition), {"relay_epoch": stamp})
 
-    monkeypatch.setattr(outbox, "make_producer", make_producer)
-    holder = outbox.Relay(store, Settings(service="billing", data_dir=tmp_path), threading.Event())
-
-    def publish(key: bytes) -> None:
-        with store.transaction() as tx:
-            outbox.add(tx, "orders.events", KafkaMessage(headers={}, key=key, value=b"{}"))
-        assert holder._holds_claim()
-        holder._publish_batch(mark_now=True)
-
-    publish(b"1")
-    publish(b"2")
-    holder._claim.held = lambda: False  # another replica took it over
-    assert not holder._holds_claim()
-    del holder._claim.held  # and let it go again
-    publish(b"3")
-    assert [transactional_id for transactional_id, _ in made] == ["billing.outbox-relay"] * 2
-    assert [[sent["key"] for sent in producer.sent] for _, producer in made] == [[b"1", b"2"], [b"3"]]
-    assert [producer.calls[0] for _, producer in made] == ["init_transactions"] * 2
-
-
-def test_a_new_holders_init_transactions_is_asked_again_while_the_last_holders_transaction_aborts(relay, fake_producer):
-    """Kafka answers CONCURRENT_TRANSACTIONS until it has aborted what the last
-    holder (cut off, say) left open: the same producer asks again at once,
-    rather than being dropped for a new one after a backoff."""
-    producer = fake_producer()
-    refusals = [KafkaException(KafkaError(KafkaError.CONCURRENT_TRANSACTIONS, "still aborting")) for _ in range(2)]
-
-    def init_transactions(timeout=None):
-        producer.calls.append(f"init_transactions({timeout})")
-        if refusals:
-            raise refusals.pop()
-
-    producer.init_transactions = init_transactions
-    assert relay(producer)._fenced_producer() is producer
-    assert producer.calls == [f"init_transactions({outbox.INIT_TIMEOUT_S})"] * 3
-
-
-def test_init_transactions_refused_for_good_is_not_asked_again(relay, fake_producer):
-    producer = fake_producer()
-
-    def init_transactions(timeout=None):
-        producer.calls.append("init_transactions")
-        raise KafkaException(KafkaError(KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "not allowed"))
-
-    producer.init_transactions = init_transactions
-    with pytest.raises(KafkaException):
-        relay(producer)._fenced_producer()
-    assert producer.calls == ["init_transactions"]
+    assert [stale(0, b"billing:3"), stale(0, b"billing:4"), stale(0, b"billing:3"), stale(0, b"billing:4")] == [
+        False,
+        False,
+        True,
+        False,
+    ]
+    assert not stale(1, b"billing:3")  # nothing newer read on that partition
+    assert not stale(0, b"orders:1")  # another relay, another claim
+    assert not fence.stale(("orders.events", 0), {})  # not sent by a relay: a test's, a tool's
 
 
 def test_a_relay_that_lost_kafka_asks_for_the_claim_again_only_once_kafka_answers(

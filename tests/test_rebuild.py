@@ -6,6 +6,7 @@ from opentelemetry import trace
 
 from eventbus.consumer import ConsumerLoop
 from eventbus.envelope import seal
+from eventbus.outbox import Fence
 from eventbus.settings import Settings
 from eventbus.store.sqlite import SqliteStore
 from generated.email_sent import EmailSent
@@ -55,9 +56,10 @@ def records(kafka_record) -> list:
 def rebuilt_from(records: list, tmp_path) -> SqliteStore:
     fresh = SqliteStore(tmp_path / "rebuilt.db")
     create_read_model(fresh)
+    fence = Fence()
     with fresh.transaction() as tx:
         for record in records:
-            follow(tx, record)
+            follow(tx, record, fence)
     return fresh
 
 

@@ -91,7 +91,7 @@ def test_the_relay_sends_each_row_in_a_producer_span_child_of_the_span_that_wrot
     with tracing.span("writer") as writer, store.transaction() as tx:
         outbox.add_event(tx, SETTINGS, ORDER)
     producer = fake_producer()
-    monkeypatch.setattr(outbox, "make_producer", lambda settings, transactional_id: producer)
+    monkeypatch.setattr(outbox, "make_producer", lambda settings: producer)
     outbox.Relay(store, Settings(service="orders", data_dir=tmp_path), threading.Event())._publish_batch()
 
     send = only(spans(), SpanKind.PRODUCER)

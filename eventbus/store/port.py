@@ -41,8 +41,15 @@ class Transaction(Protocol):
 class Claim(Protocol):
     """Who, among the processes sharing a store, does one job (publishing the outbox)."""
 
+    epoch: int  # grows by one each time a holder takes the claim; 0 until this one has
+
     def held(self) -> bool:
         """Take or keep the claim; False while another live process holds it."""
+
+    def still_held(self, tx: Transaction) -> bool:
+        """Whether no one took the claim since this holder did, as `tx` sees it.
+        Another's take waits for `tx` to end, so what `tx` writes is this
+        holder's last word, or not written at all."""
 
     def release(self) -> None: ...
 

@@ -156,6 +156,7 @@ class PostgresStore:
                 tx.execute(f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS "{column}" {TYPES[kind]}')
 
     def claim(self, name: str) -> "AdvisoryLock":
+        self.create_table("claims", {"name": str, "epoch": int}, pk="name")
         return AdvisoryLock(self.url, f"{self.service}:{name}")
 
     def listen(self, channel: str, callback: Callable[[], None]) -> None:
@@ -172,13 +173,15 @@ class AdvisoryLock:
     connection of its own. The server releases it when that session ends: its
     process died, or went silent for CLAIM_SILENCE_S (paused, cut off), or its
     host's socket was given up by the server's keepalives. No holder renews a
-    lease and no two hosts' clocks are ever compared."""
+    lease and no two hosts' clocks are ever compared. Each take adds one to
+    the claim's epoch, a row of the table `claims`."""
 
     def __init__(self, url: str, name: str):
         self._url = url
         self._name = name
         self._connection: psycopg.Connection | None = None
         self._locked = False
+        self.epoch = 0
 
     def held(self) -> bool:
         try:
@@ -191,11 +194,21 @@ class AdvisoryLock:
             if self._connection is None:
                 self._connection = psycopg.connect(self._url, **CLAIM_CONNECTION)
             query = "SELECT pg_try_advisory_lock(hashtext(%s))"
-            self._locked = self._connection.execute(query, [self._name]).fetchone()[0]
+            if self._connection.execute(query, [self._name]).fetchone()[0]:
+                self.epoch = self._connection.execute(
+                    "INSERT INTO claims (name, epoch) VALUES (%s, 1)"
+                    " ON CONFLICT (name) DO UPDATE SET epoch = claims.epoch + 1 RETURNING epoch",
+                    [self._name],
+                ).fetchone()[0]
+                self._locked = True
             return self._locked
         except psycopg.OperationalError as error:
             self._drop()
             raise StoreUnavailable(f"PostgreSQL cannot be reached ({_first_line(error)})") from error
+
+    def still_held(self, tx: PostgresTransaction) -> bool:
+        """FOR SHARE: a take's update of the epoch waits for `tx`, and `tx` for a take's under way."""
+        return bool(tx.query("SELECT 1 FROM claims WHERE name = ? AND epoch = ? FOR SHARE", [self._name, self.epoch]))
 
     def release(self) -> None:
         """Unlock at once: a closed connection's lock goes only when its server process ends."""

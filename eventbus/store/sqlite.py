@@ -157,17 +157,19 @@ def _checkpoint_while_alive(store_ref: weakref.ref) -> None:
 
 
 class Lease:
-    """The claim of a SQLite store: a row with the holder and an expiry time. A
-    SQLite file is shared only by the processes of one host, which read one
-    clock, so comparing times is safe here (it would not be across hosts). A
-    holder that dies or pauses loses the claim when its lease runs out."""
+    """The claim of a SQLite store: a row with the holder, an expiry time and
+    the epoch. A SQLite file is shared only by the processes of one host, which
+    read one clock, so comparing times is safe here (it would not be across
+    hosts). A holder that dies or pauses loses the claim when its lease runs
+    out. Letting go keeps the row, and with it the epoch."""
 
     def __init__(self, store: SqliteStore, name: str):
         self._store = store
         self._name = name
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._until = 0.0
-        store.create_table("leases", {"name": str, "holder": str, "until": float}, pk="name")
+        self.epoch = 0
+        store.create_table("leases", {"name": str, "holder": str, "until": float, "epoch": int}, pk="name")
 
     def held(self) -> bool:
         """A lease still good for more than half its time is not renewed yet."""
@@ -176,15 +178,28 @@ class Lease:
             return True
         with self._store.transaction() as tx:
             taken = tx.execute(
-                "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until"
+                "INSERT INTO leases (name, holder, until, epoch) VALUES (?, ?, ?, 1)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until,"
+                " epoch = CASE WHEN leases.holder = excluded.holder AND leases.until >= ? THEN leases.epoch"
+                " ELSE COALESCE(leases.epoch, 0) + 1 END"
                 " WHERE leases.holder = excluded.holder OR leases.until < ?",
-                (self._name, self._holder, now + LEASE_SECONDS, now),
+                (self._name, self._holder, now + LEASE_SECONDS, now, now),
             ).rowcount
+            if taken == 1:
+                self.epoch = tx.query("SELECT epoch FROM leases WHERE name = ?", [self._name])[0]["epoch"]
         self._until = now + LEASE_SECONDS if taken == 1 else 0.0
         return taken == 1
 
+    def still_held(self, tx: SqliteTransaction) -> bool:
+        """A write transaction holds the whole file: no take runs beside it."""
+        return bool(
+            tx.query(
+                "SELECT 1 FROM leases WHERE name = ? AND holder = ? AND epoch = ?",
+                [self._name, self._holder, self.epoch],
+            )
+        )
+
     def release(self) -> None:
         with self._store.transaction() as tx:
-            tx.execute("DELETE FROM leases WHERE name = ? AND holder = ?", [self._name, self._holder])
+            tx.execute("UPDATE leases SET until = 0 WHERE name = ? AND holder = ?", [self._name, self._holder])
         self._until = 0.0

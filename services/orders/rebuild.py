@@ -26,6 +26,7 @@ from eventbus import tracing
 from eventbus.consumer import sent_back_to_another
 from eventbus.envelope import PoisonMessage, open_message
 from eventbus.kafka import Partition, ends, make_reader, read_until
+from eventbus.outbox import Fence
 from eventbus.settings import Settings, checked
 from eventbus.store import Store, StoreUnavailable, Transaction, open_store
 from eventbus.store.sqlite import SqliteStore
@@ -35,11 +36,11 @@ PROGRESS_EVERY_S = 2.0
 SHOWN_DIFFERENCES = 5
 
 
-def follow(tx: Transaction, record: Message) -> None:
+def follow(tx: Transaction, record: Message, fence: Fence) -> None:
     """What orders' consumer does with `record` for the read model: the same
     records skipped (see eventbus.consumer), inside the same trace."""
     headers = dict(record.headers() or [])
-    if sent_back_to_another(headers, "orders"):
+    if sent_back_to_another(headers, "orders") or fence.stale((record.topic(), record.partition()), headers):
         return
     try:
         envelope = open_message(headers, record.key(), record.value() or b"")
@@ -75,6 +76,7 @@ class Rebuild:
         self.say = say
         self.read = 0
         self._said_at = time.monotonic()
+        self._fence = Fence()
 
     def run(self, scratch: Path) -> int:
         """Rebuild into a store in `scratch`, then switch; returns how many orders differed."""
@@ -99,7 +101,7 @@ class Rebuild:
             read_until(consumer, until, lambda record: self._follow(tx, record))
 
     def _follow(self, tx: Transaction, record: Message) -> None:
-        follow(tx, record)
+        follow(tx, record, self._fence)
         self.read += 1
         if time.monotonic() - self._said_at >= PROGRESS_EVERY_S:
             self._said_at = time.monotonic()
