@@ -101,9 +101,8 @@ class Relay:
     (the mark checks the claim in its own transaction), so the next holder
     publishes those rows again, and every reader of ours drops a record
     older than one it has read from the same relay on that partition (Fence).
-    The fence is a number in the store, not a clock. (Kafka transactions
-    fenced the relays before, at half the chain's CPU and latency: see
-    docs/performance.md.)
+    The fence is a number in the store, not a clock; why not Kafka
+    transactions: docs/performance.md.
 
     A relay that lost Kafka asks for the claim again only once a metadata
     probe of its own answers: until then, it would only take the claim from
