@@ -303,3 +303,20 @@ def test_a_service_on_sqlite_never_loads_psycopg(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['sqlite_utils']"
+
+
+def test_a_service_on_sqlite_never_loads_numpy_which_stays_importable(tmp_path):
+    """sqlite-utils would import numpy, installed here for the bench's picture:
+    18 MB of each service for nothing. The bench's own process may still use it."""
+    script = (
+        "import sys\n"
+        "from eventbus.settings import Settings\n"
+        "from eventbus.store import open_store\n"
+        "open_store(Settings.from_env('billing')).query('SELECT 1')\n"
+        "print('numpy' in sys.modules)\n"
+        "import numpy\n"
+    )
+    env = {"PATH": os.environ["PATH"], "DATA_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
