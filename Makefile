@@ -17,7 +17,7 @@ CODEGEN_FLAGS := --input-file-type jsonschema --output-model-type dataclasses.da
 	--formatters builtin --target-python-version 3.11
 
 .PHONY: help install generate contracts-check contracts-release docs lint unit acceptance multihost cluster netfaults spec test run tail dlq redrive rebuild kafka \
-	clean lock up down logs compose-test browser-test bench bench-smoke soak prometheus alerts
+	clean lock up down logs compose-test browser-test bench bench-smoke soak prometheus iptables alerts
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -60,7 +60,7 @@ lint: $(INSTALLED) ## Check style with ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-unit: $(INSTALLED) $(NODE_INSTALLED) ## Run the unit tests (no broker needed)
+unit: $(INSTALLED) $(NODE_INSTALLED) iptables ## Run the unit tests (no broker needed)
 	$(BIN)/pytest -q tests
 
 SPEC := .run/spec
@@ -86,13 +86,8 @@ cluster: $(INSTALLED) prometheus ## The @brokers3 feature: three Kafka brokers, 
 NETWORK ?= 0
 # As root: the hosts are network namespaces on bridge edbr<n>, with 10.231.<n>.0/24 and an iptables chain
 # of their own; the trap removes all three whatever ends the run (the stack does too when it stops).
-netfaults: $(INSTALLED) ## Real hosts' faults (root, ~15 min): each process on a host of its own on 10.231.NETWORK.0/24, paused, cut off, cut from the database or Kafka, during bursts of orders
+netfaults: $(INSTALLED) iptables ## Real hosts' faults (root, ~15 min): each process on a host of its own on 10.231.NETWORK.0/24, paused, cut off, cut from the database or Kafka, during bursts of orders
 	@[ "$$(id -u)" = 0 ] || { echo "netfaults: network namespaces and iptables need root"; exit 1; }
-	@if ! command -v iptables >/dev/null; then \
-	  echo "netfaults: installing Debian's iptables"; \
-	  apt-get update -qq; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 iptables >/dev/null; \
-	fi
 	$(BIN)/python -m devstack fetch
 	mkdir -p .run
 	trap '$(BIN)/python -m devstack.hosts remove $(NETWORK)' EXIT; \
@@ -118,6 +113,14 @@ prometheus: ## Install Debian's prometheus package (Prometheus and promtool) if 
 	  echo "prometheus: installing Debian's prometheus"; \
 	  apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 prometheus >/dev/null; \
+	fi
+
+# Only as root: the tests that put processes on hosts of their own (network namespaces) need both, and skip without root.
+iptables: ## Install Debian's iptables if it is missing, as root
+	@if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null; then \
+	  echo "iptables: installing Debian's iptables"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 iptables >/dev/null; \
 	fi
 
 alerts: prometheus ## Check the alert rules in monitoring/alerts.yml and run their tests (monitoring/alerts.test.yml)

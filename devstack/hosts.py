@@ -16,7 +16,12 @@ from dataclasses import dataclass
 
 
 def _run(*argv: str, check: bool = True) -> bool:
-    done = subprocess.run(argv, capture_output=True, text=True)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True)
+    except FileNotFoundError:
+        if check:
+            raise
+        return False  # a program not installed left nothing to undo
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
     return done.returncode == 0
@@ -55,13 +60,18 @@ class Network:
         return f"10.231.{self.number}.1"
 
     def create(self) -> None:
-        _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{self.machine}/24", "dev", self.bridge)
-        _ip("link", "set", self.bridge, "up")
-        _iptables("-N", self.chain)
-        _iptables("-A", self.chain, "-s", self.subnet, "-d", self.subnet, "-j", "ACCEPT")
-        _iptables("-A", self.chain, "-i", self.bridge, "-j", "DROP")
-        _iptables("-I", "FORWARD", "1", "-j", self.chain)
+        """The bridge and the chain; one that fails half-way removes what it made."""
+        try:
+            _ip("link", "add", self.bridge, "type", "bridge")
+            _ip("addr", "add", f"{self.machine}/24", "dev", self.bridge)
+            _ip("link", "set", self.bridge, "up")
+            _iptables("-N", self.chain)
+            _iptables("-A", self.chain, "-s", self.subnet, "-d", self.subnet, "-j", "ACCEPT")
+            _iptables("-A", self.chain, "-i", self.bridge, "-j", "DROP")
+            _iptables("-I", "FORWARD", "1", "-j", self.chain)
+        except (RuntimeError, OSError):
+            self.remove()
+            raise
 
     def remove(self) -> None:
         """Whatever is left of the network: its hosts, its chain, its bridge."""
