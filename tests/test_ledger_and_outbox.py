@@ -198,6 +198,26 @@ def test_a_reader_that_stays_holds_writers_back_only_briefly(sqlite_store, monke
     reader.close()
 
 
+def test_the_write_lock_goes_to_the_thread_waiting_longest_not_back_to_the_one_that_let_go():
+    """orders' consumer let go and took it again batch after batch, while a POST waited."""
+    lock, taken = sqlite.FairLock(), []
+
+    def wait_in_line(name: str) -> None:
+        with lock:
+            taken.append(name)
+
+    lock.__enter__()
+    first, second = (threading.Thread(target=wait_in_line, args=[name]) for name in ("first", "second"))
+    first.start()
+    assert within(5, lambda: len(lock._waiters) == 1)
+    second.start()
+    assert within(5, lambda: len(lock._waiters) == 2)
+    lock.__exit__(None, None, None)
+    wait_in_line("the one that let go")
+    first.join(5), second.join(5)
+    assert taken == ["first", "second", "the one that let go"]
+
+
 def test_the_checkpoint_thread_ends_with_its_store(tmp_path):
     before = set(threading.enumerate())
     store = sqlite.SqliteStore(tmp_path / "gone.db")
