@@ -77,9 +77,9 @@ class Pace:
 PROMPT = Pace()  # a poll returns at its first record; held for more only when CPU is short
 # Nobody waits on it: the broker holds each fetch until it fills or 500 ms
 # pass (a few fetches a second at any rate), and the hundreds of records one
-# brings are taken 4 at a time, so that each store transaction is short and
+# brings are taken 16 at a time, so that each store transaction is short and
 # an HTTP request writing to the same store waits for one of them, not for all.
-BACKGROUND = Pace(fetch={"fetch.min.bytes": 1024 * 1024, "fetch.wait.max.ms": 500}, batch=4, paced=False)
+BACKGROUND = Pace(fetch={"fetch.min.bytes": 1024 * 1024, "fetch.wait.max.ms": 500}, batch=16, paced=False)
 
 
 def hold_s(demand: float, events_per_s: float) -> float:
