@@ -115,7 +115,7 @@ prometheus: ## Install Debian's prometheus package (Prometheus and promtool) if 
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=120 prometheus >/dev/null; \
 	fi
 
-# Only as root: the tests that put processes on hosts of their own (network namespaces) need both, and skip without root.
+# Only as root: the tests that put processes on hosts of their own (network namespaces) need it, and skip without root.
 iptables: ## Install Debian's iptables if it is missing, as root
 	@if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null; then \
 	  echo "iptables: installing Debian's iptables"; \

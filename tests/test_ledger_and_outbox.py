@@ -319,10 +319,7 @@ def test_a_service_on_sqlite_never_loads_psycopg(tmp_path):
         "billing.create_tables(open_store(Settings.from_env('billing')))\n"
         "print(sorted({'psycopg', 'sqlite_utils'} & set(sys.modules)))\n"
     )
-    env = {"PATH": os.environ["PATH"], "DATA_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['sqlite_utils']"
+    assert _printed_by_a_fresh_process(script, tmp_path) == "['sqlite_utils']"
 
 
 def test_a_service_on_sqlite_never_loads_numpy_which_stays_importable(tmp_path):
@@ -336,7 +333,12 @@ def test_a_service_on_sqlite_never_loads_numpy_which_stays_importable(tmp_path):
         "print('numpy' in sys.modules)\n"
         "import numpy\n"
     )
-    env = {"PATH": os.environ["PATH"], "DATA_DIR": str(tmp_path)}
+    assert _printed_by_a_fresh_process(script, tmp_path) == "False"
+
+
+def _printed_by_a_fresh_process(script: str, data_dir) -> str:
+    """What `script` prints in a Python of its own (nothing imported yet), its data in `data_dir`."""
+    env = {"PATH": os.environ["PATH"], "DATA_DIR": str(data_dir)}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
+    return done.stdout.strip()
